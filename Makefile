@@ -1,0 +1,24 @@
+# Two entry points: `make build` and `make test`. Both (re)create .venv when it is
+# missing or older than pyproject.toml, so a fresh clone needs nothing but Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+RECIPE ?= digits
+
+.PHONY: build test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+build: $(STAMP)
+	$(VENV)/bin/doit build:$(RECIPE)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf artifacts

@@ -1,0 +1,57 @@
+"""Shared helpers: run doit as a user would (a subprocess), on private recipe and artifact folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS = REPO / "recipes" / "digits.yaml"
+
+
+def run_doit(*args: str, recipes: Path | None = None, artifacts: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VITQ_ARTIFACTS": str(artifacts)}
+    env.pop("PYTHONHASHSEED", None)
+    if recipes is not None:
+        env["VITQ_RECIPES"] = str(recipes)
+    proc = subprocess.run(
+        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def tasks_ran(proc: subprocess.CompletedProcess) -> set[str]:
+    """Tasks doit executed (lines '.  task'), as opposed to those it found up to date ('-- task')."""
+    return {line[3:].strip() for line in proc.stdout.splitlines() if line.startswith(".  ")}
+
+
+def tasks_skipped(proc: subprocess.CompletedProcess) -> set[str]:
+    return {line[3:].strip() for line in proc.stdout.splitlines() if line.startswith("-- ")}
+
+
+def write_recipe(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def quick_digits(folder: Path, name: str = "quick", extra: str = "") -> Path:
+    """The digits recipe with a short training run: same chain, seconds instead of a minute."""
+    return write_recipe(folder, name, f"extends: {DIGITS}\nweights: {{train: {{epochs: 2}}}}\n{extra}")
+
+
+@pytest.fixture(scope="session")
+def digits_build(tmp_path_factory) -> Path:
+    """The real default recipe built once, end to end, through doit: artifacts/digits of a fresh root."""
+    root = tmp_path_factory.mktemp("artifacts")
+    proc = run_doit("build:digits", artifacts=root)
+    (root / "build-output.txt").write_text(proc.stdout)
+    return root / "digits"

@@ -1,0 +1,1 @@
+"""Data sets that packages ship, so builds and tests need no network."""

@@ -1,0 +1,391 @@
+"""Recipe YAML -> frozen, validated ``Recipe``.
+
+The only module that knows YAML and the recipe schema. It must stay cheap to import (dodo.py loads
+it on every ``doit`` call), so no torch, timm or transformers here: checks that need those libraries
+(is this a real timm model?) happen in the stages and raise the same ``RecipeError``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vitq.errors import RecipeError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+RECIPE_SUFFIX = ".yaml"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# Names of torch.utils.mobile_optimizer.MobileOptimizerType members (kept here to avoid a torch import).
+MOBILE_PASSES = (
+    "CONV_BN_FUSION",
+    "INSERT_FOLD_PREPACK_OPS",
+    "REMOVE_DROPOUT",
+    "FUSE_ADD_RELU",
+    "HOIST_CONV_PACKED_PARAMS",
+    "VULKAN_AUTOMATIC_GPU_TRANSFER",
+)
+MobilePass = Literal[MOBILE_PASSES]  # type: ignore[valid-type]
+# Sections that hold one of several alternatives: a child recipe naming another alternative replaces
+# the parent's section instead of merging into it (weights: {file: x} over weights: {train: ...}).
+ALTERNATIVE_SECTIONS = ("weights", "samples")
+# Fields holding paths, resolved against the directory of the recipe file that sets them.
+PATH_FIELDS = (("weights", "file"), ("samples", "dir"), ("samples", "labels"))
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ModelSpec(_Section):
+    """Which network: a timm name plus create_model kwargs, or a transformers id plus config overrides."""
+
+    source: Literal["timm", "transformers"]
+    name: Annotated[str, Field(min_length=1)]
+    kwargs: dict[str, Any] = {}
+
+
+class TrainSpec(_Section):
+    """Train the model inside the build on a data set a package ships (deterministic, CPU)."""
+
+    dataset: Literal["digits"]
+    holdout: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    seed: int = 0
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 64
+    lr: Annotated[float, Field(gt=0.0)] = 2e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.05
+    label_smoothing: Fraction = 0.1
+    shift: Annotated[int, Field(ge=0)] = 2
+
+
+class RandomSpec(_Section):
+    seed: int = 0
+
+
+class Weights(_Section):
+    """Exactly one source: ``hub``, ``{file: path}``, ``{train: {...}}`` or ``{random: {seed: N}}``."""
+
+    hub: Literal[True] | None = None
+    file: str | None = None
+    train: TrainSpec | None = None
+    random: RandomSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value == "hub":
+            return {"hub": True}
+        if isinstance(value, str):
+            raise ValueError(f"expected hub, {{file: path}}, {{train: ...}} or {{random: {{seed: N}}}}, got {value!r}")
+        if value == {"random": None}:  # `weights: {random: }` means the default seed
+            return {"random": {}}
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Weights":
+        chosen = [k for k in ("hub", "file", "train", "random") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"expected exactly one of hub, file, train, random; got {chosen or 'none'}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("hub", "file", "train", "random") if getattr(self, k) is not None)
+
+
+class Preprocess(_Section):
+    """Resize the shorter side, center-crop, scale to [0, 1], normalize. Images are converted to RGB."""
+
+    resize: PositiveInt
+    crop: PositiveInt
+    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"] = "bicubic"
+    mean: Annotated[list[float], Field(min_length=3, max_length=3)]
+    std: Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=3, max_length=3)]
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "Preprocess":
+        if self.crop > self.resize:
+            raise ValueError(f"crop ({self.crop}) is larger than resize ({self.resize})")
+        return self
+
+
+class Quantize(_Section):
+    dtype: Literal["qint8", "float16"] = "qint8"
+    modules: Annotated[list[Literal["Linear"]], Field(min_length=1)] = ["Linear"]
+    engine: Literal["qnnpack", "x86", "fbgemm"] = "qnnpack"
+
+
+class Export(_Section):
+    method: Literal["script", "trace"] = "script"
+    opset: Annotated[int, Field(ge=17, le=23)] = 18
+
+
+class Mobile(_Section):
+    optimize: bool = True
+    blocklist: list[MobilePass] = []
+
+
+class Samples(_Section):
+    """Sample images with labels: the training set's held-out split, or a folder plus a labels file."""
+
+    builtin: Literal["held_out"] | None = None
+    dir: str | None = None
+    labels: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"builtin": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Samples":
+        if self.builtin is None and (self.dir is None or self.labels is None):
+            raise ValueError("expected 'held_out' or {dir: folder, labels: file}")
+        if self.builtin is not None and (self.dir is not None or self.labels is not None):
+            raise ValueError("give either builtin or dir + labels, not both")
+        return self
+
+
+class Checks(_Section):
+    """Gates a build must pass. Accuracy figures are fractions (0.01 = one point)."""
+
+    onnx_atol: Annotated[float, Field(gt=0.0)] = 1e-4
+    min_agreement: Fraction = 0.98
+    max_accuracy_drop: Fraction = 0.01
+
+
+class Recipe(_Section):
+    name: str
+    source: str  # the recipe file, absolute; set by the loader, not by YAML
+    version: Annotated[str, Field(min_length=1)] = "0.0.0"
+    description: str = ""
+    threads: PositiveInt = 2
+    model: ModelSpec
+    weights: Weights
+    preprocess: Preprocess
+    quantize: Quantize = Quantize()
+    export: Export = Export()
+    mobile: Mobile = Mobile()
+    samples: Samples
+    checks: Checks = Checks()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        if self.samples.builtin == "held_out" and self.weights.train is None:
+            raise ValueError("samples: 'held_out' needs weights: {train: ...}")
+        return self
+
+    @property
+    def path(self) -> Path:
+        return Path(self.source)
+
+    def section(self, *names: str) -> dict[str, Any]:
+        """The named top-level fields as plain JSON-able data: what a stage reads, for config_changed."""
+        return {n: _plain(getattr(self, n)) for n in names}
+
+    def resolved(self) -> dict[str, Any]:
+        """The whole recipe after extends and defaults, with paths relative to the recipe file."""
+        data = self.model_dump(mode="json", exclude={"source"}, exclude_none=True)
+        base = self.path.parent
+        for section, key in PATH_FIELDS:
+            value = (data.get(section) or {}).get(key)
+            if value:
+                data[section][key] = os.path.relpath(value, base)
+        return data
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else value
+
+
+def fingerprint(data: Any) -> str:
+    """A canonical JSON string: equal data, equal string. Used for doit's config_changed."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------- locating recipes
+
+
+def recipe_dirs() -> list[Path]:
+    """The project's recipes/ folder, then each folder in VITQ_RECIPES (os.pathsep-separated)."""
+    dirs = [PACKAGE_ROOT / "recipes"]
+    extra = os.environ.get("VITQ_RECIPES", "")
+    dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    return dirs
+
+
+def artifacts_root() -> Path:
+    """Where builds go: VITQ_ARTIFACTS, or artifacts/ in the working directory."""
+    return Path(os.environ.get("VITQ_ARTIFACTS") or "artifacts").absolute()
+
+
+def discover() -> dict[str, Path]:
+    """Every recipe file by name. Files starting with '_' are partial bases meant for ``extends``."""
+    found: dict[str, Path] = {}
+    for folder in recipe_dirs():
+        if not folder.is_dir():
+            if folder != PACKAGE_ROOT / "recipes":
+                raise RecipeError(folder, None, "VITQ_RECIPES names a folder that does not exist")
+            continue
+        for path in sorted(folder.glob(f"*{RECIPE_SUFFIX}")):
+            if path.name.startswith("_"):
+                continue
+            name = path.stem
+            if name in found and found[name].resolve() != path.resolve():
+                raise RecipeError(path, None, f"recipe name '{name}' is also used by {found[name]}")
+            found[name] = path
+    return found
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_recipe(path: Path | str) -> Recipe:
+    """Read, merge (extends) and validate one recipe file. Any problem is a one-line RecipeError."""
+    path = Path(path).absolute()
+    name = path.stem
+    if not NAME_PATTERN.match(name):
+        raise RecipeError(path, "name", f"recipe name {name!r} must match {NAME_PATTERN.pattern}")
+    data = _load_merged(path, ())
+    for reserved in ("name", "source"):
+        if reserved in data:
+            raise RecipeError(path, reserved, "is set from the file name; remove it")
+    try:
+        return Recipe.model_validate({**data, "name": name, "source": str(path)})
+    except ValidationError as exc:
+        raise _recipe_error(path, exc) from None
+
+
+def _load_merged(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    data = _read_yaml(path)
+    _resolve_paths(data, path.parent)
+    parent_ref = data.pop("extends", None)
+    if parent_ref is None:
+        return data
+    if not isinstance(parent_ref, str) or not parent_ref:
+        raise RecipeError(path, "extends", f"expected a path to another recipe, got {parent_ref!r}")
+    parent = Path(_absolute(path.parent, parent_ref))
+    here = chain + (path.resolve(),)
+    if parent.resolve() in here:
+        cycle = " -> ".join(p.name for p in here + (parent.resolve(),))
+        raise RecipeError(path, "extends", f"cycle: {cycle}")
+    if not parent.is_file():
+        raise RecipeError(path, "extends", f"parent recipe not found: {parent_ref}")
+    return merge(_load_merged(parent, here), data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(path, None, "recipe file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(path, None, f"cannot read recipe: {exc.__class__.__name__}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(path, where, f"YAML syntax error: {problem}") from None
+    if data is None:
+        raise RecipeError(path, None, "recipe is empty")
+    if not isinstance(data, dict):
+        raise RecipeError(path, None, f"expected a mapping of sections, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise RecipeError(path, str(bad[0]), "keys must be strings")
+    return data
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make path fields absolute against the file that sets them, so extends keeps them right."""
+    weights = data.get("weights")
+    if isinstance(weights, dict) and isinstance(weights.get("file"), str):
+        weights["file"] = _absolute(base, weights["file"])
+    samples = data.get("samples")
+    if isinstance(samples, dict):
+        for key in ("dir", "labels"):
+            if isinstance(samples.get(key), str):
+                samples[key] = _absolute(base, samples[key])
+
+
+def _absolute(base: Path, value: str) -> str:
+    return os.path.normpath(base.absolute() / os.path.expanduser(value))
+
+
+def merge(parent: dict[str, Any], child: dict[str, Any], _depth: int = 0) -> dict[str, Any]:
+    """Child overrides parent; mappings merge key by key, anything else is replaced.
+
+    A top-level alternative section (weights, samples) is replaced whole when the child
+    picks another alternative, so ``weights: {random: {}}`` over ``weights: {file: x}`` means random.
+    """
+    out = dict(parent)
+    for key, value in child.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            switched = _depth == 0 and key in ALTERNATIVE_SECTIONS and not (set(old) & set(value))
+            out[key] = dict(value) if switched else merge(old, value, _depth + 1)
+        else:
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def _recipe_error(path: Path, exc: ValidationError) -> RecipeError:
+    err = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in err["loc"] if not str(part).startswith("function-")]
+    field = ".".join(loc) or None
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _field_names(loc[:-1])
+        guess = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"; did you mean '{guess[0]}'?" if guess else f"; expected one of {', '.join(known)}"
+        return RecipeError(path, field, f"unknown key{hint}")
+    if kind == "missing":
+        return RecipeError(path, field, "missing required field")
+    if kind == "literal_error":
+        return RecipeError(path, field, f"expected one of {err['ctx']['expected']}, got {_short(err['input'])}")
+    message = err["msg"].removeprefix("Value error, ")
+    if kind not in ("value_error", "assertion_error") and "input" in err:
+        message += f", got {_short(err['input'])}"
+    return RecipeError(path, field, message)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field_names(loc: list[str]) -> list[str]:
+    model: Any = Recipe
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    names = list(getattr(model, "model_fields", {}))
+    return [n for n in names if n not in ("name", "source")]
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, Annotated) or get_origin(annotation) is not None:
+        for arg in get_args(annotation):
+            found = _model_of(arg)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,48 @@
+"""The reference float model: weights from hub, a local file, in-build training or a seeded random init."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from vitq import models
+from vitq.fileio import atomic_path
+from vitq.layout import ArtifactPaths
+from vitq.recipe import Recipe
+
+
+def run(recipe: Recipe, paths: ArtifactPaths) -> str:
+    kind = recipe.weights.kind
+    note = ""
+    if kind == "hub":
+        model = models.pretrained_model(recipe)
+    else:
+        torch.manual_seed(recipe.weights.random.seed if kind == "random" else _train_seed(recipe))
+        model = models.create_model(recipe)
+        if kind == "file":
+            model = models.load_weights_file(recipe, model, Path(recipe.weights.file))
+        elif kind == "train":
+            from vitq.training import train
+
+            model, accuracy = train(recipe, model)
+            note = f", trained {recipe.weights.train.epochs} epochs, held-out top-1 {accuracy:.1%}"
+        else:
+            note = ", random init (untrained: accuracy is not meaningful)"
+    save_fp32(model, recipe, paths.fp32)
+    params = sum(p.numel() for p in model.parameters())
+    return f"{recipe.model.source}:{recipe.model.name} {params / 1e6:.2f}M params, weights={kind}{note}"
+
+
+def save_fp32(model: torch.nn.Module, recipe: Recipe, out: Path) -> None:
+    target = model.model if isinstance(model, models.LogitsOnly) else model
+    state = {k: v.detach().contiguous() for k, v in target.state_dict().items()}
+    metadata = {"vitq.recipe": recipe.name, "vitq.model": json.dumps(recipe.section("model"), sort_keys=True)}
+    with atomic_path(out) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def _train_seed(recipe: Recipe) -> int:
+    return recipe.weights.train.seed if recipe.weights.train else 0

@@ -1,0 +1,100 @@
+"""Recipes -> doit task dicts. Runs inside dodo.py, so it must not import torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterator
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from vitq import __version__
+from vitq.errors import VitqError
+from vitq.layout import ArtifactPaths
+from vitq.pipeline import STAGES, stages_for
+from vitq.recipe import Recipe, discover, fingerprint, load_recipe
+from vitq.runner import HASH_SEED, USER_ERROR
+
+# A stage reruns when any of these change: new versions may write different bytes.
+TOOL_PACKAGES = ("torch", "timm", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript")
+
+
+def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
+    """Every task for every recipe found. A broken recipe becomes a task that fails with its one-line error."""
+    tools = tool_versions()
+    yield {"basename": "build", "name": None, "doc": "build every artifact of a recipe: doit build:<recipe>"}
+    for stage in STAGES:
+        yield {"basename": stage.name, "name": None, "doc": stage.doc}
+    for name, path in discover().items():
+        try:
+            recipe = load_recipe(path)
+            paths = ArtifactPaths.for_recipe(artifacts_root, recipe.name)
+        except VitqError as exc:
+            yield _broken(name, str(exc))
+            continue
+        yield from recipe_tasks(recipe, paths, tools)
+
+
+def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) -> Iterator[dict[str, Any]]:
+    names = []
+    for stage in stages_for(recipe):
+        config = {"recipe": stage.config(recipe), "tools": tools}
+        names.append(f"{stage.name}:{recipe.name}")
+        yield {
+            "basename": stage.name,
+            "name": recipe.name,
+            "doc": stage.doc,
+            "actions": [(run_stage, [stage.name, recipe.source, str(paths.root.parent)])],
+            "file_dep": [str(p) for p in stage.inputs(recipe, paths)],
+            "targets": [str(p) for p in stage.outputs(recipe, paths)],
+            "uptodate": [config_changed(fingerprint(config))],
+            "clean": True,
+            "verbosity": 2,
+        }
+    yield {
+        "basename": "build",
+        "name": recipe.name,
+        "doc": f"build every artifact of recipe {recipe.name}",
+        "actions": None,
+        "task_dep": names,
+    }
+
+
+def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskFailed:
+    """doit action: run the stage in a child process with a fixed hash seed (see vitq.runner)."""
+    env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitq.runner", stage, recipe_file, artifacts_root],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )
+    if proc.returncode == 0:
+        return True
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    if proc.returncode == USER_ERROR and lines:
+        return TaskFailed(lines[-1])
+    sys.stderr.write(proc.stderr)
+    return TaskFailed(f"stage {stage} crashed (exit {proc.returncode}); this is a vitq bug, output above")
+
+
+def tool_versions() -> dict[str, str]:
+    found = {"vitq": __version__}
+    for package in TOOL_PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "missing"
+    return found
+
+
+def _broken(name: str, message: str) -> dict[str, Any]:
+    return {
+        "basename": "build",
+        "name": name,
+        "doc": f"BROKEN RECIPE: {message}",
+        "actions": [lambda: TaskFailed(message)],
+        "verbosity": 2,
+    }

@@ -19,6 +19,7 @@ DOIT_CONFIG = {
     "backend": "sqlite3",
     "default_tasks": ["build:digits"],
     "verbosity": 2,
+    "cleandep": True,  # `doit clean build:x` removes what build:x's stages made
 }
 
 

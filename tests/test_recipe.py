@@ -110,6 +110,7 @@ BAD = [
     ("size zero", MINIMAL.replace("resize: 256", "resize: 0"), "preprocess.resize", "greater than 0"),
     ("crop > resize", MINIMAL.replace("crop: 224", "crop: 300"), "preprocess", "crop (300) is larger than resize (256)"),
     ("dtype", MINIMAL + "quantize: {dtype: int3}\n", "quantize.dtype", "expected one of 'qint8' or 'float16', got 'int3'"),
+    ("fp16 on qnnpack", MINIMAL + "quantize: {dtype: float16}\n", "quantize", "float16 needs engine x86 or fbgemm"),
     ("engine", MINIMAL + "quantize: {engine: tpu}\n", "quantize.engine", "'qnnpack', 'x86' or 'fbgemm'"),
     ("export method", MINIMAL + "export: {method: onnx}\n", "export.method", "'script' or 'trace'"),
     ("blocklist", MINIMAL + "mobile: {blocklist: [NOPE]}\n", "mobile.blocklist.0", "expected one of"),

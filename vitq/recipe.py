@@ -124,6 +124,12 @@ class Quantize(_Section):
     modules: Annotated[list[Literal["Linear"]], Field(min_length=1)] = ["Linear"]
     engine: Literal["qnnpack", "x86", "fbgemm"] = "qnnpack"
 
+    @model_validator(mode="after")
+    def _engine_supports_dtype(self) -> "Quantize":
+        if self.dtype == "float16" and self.engine == "qnnpack":
+            raise ValueError("float16 needs engine x86 or fbgemm (qnnpack has no float16 linear)")
+        return self
+
 
 class Export(_Section):
     method: Literal["script", "trace"] = "script"

@@ -12,7 +12,7 @@ from vitq.recipe import Recipe
 
 def run(recipe: Recipe, paths: ArtifactPaths) -> str:
     scripted = torch.jit.load(str(paths.int8), map_location="cpu")
-    blocklist = {MobileOptimizerType[name] for name in recipe.mobile.blocklist}
+    blocklist = {getattr(MobileOptimizerType, name) for name in recipe.mobile.blocklist}
     optimized = optimize_for_mobile(scripted, optimization_blocklist=blocklist)
     with atomic_path(paths.optimized) as tmp:
         optimized.save(str(tmp))

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
-from vitq.samples import sample_files
+from vitq.samples import source_files
 
 
 @dataclass(frozen=True)
@@ -29,14 +29,6 @@ class Stage:
         return f"vitq.stages.{self.name}"
 
 
-def _sample_inputs(recipe: Recipe, paths: ArtifactPaths) -> list[Path]:
-    images_dir, labels = sample_files(recipe, paths)
-    if recipe.samples.builtin == "held_out":
-        return [labels]
-    images = sorted(p for p in images_dir.glob("*") if p.is_file() and not p.name.startswith("."))
-    return [labels, *[p for p in images if p != labels]]
-
-
 def _weights_inputs(recipe: Recipe) -> list[Path]:
     return [Path(recipe.weights.file)] if recipe.weights.file else []
 
@@ -47,17 +39,18 @@ def _mobile_input(recipe: Recipe, paths: ArtifactPaths) -> Path:
 
 def _held_out_config(recipe: Recipe) -> dict[str, Any]:
     spec = recipe.weights.train
-    return {"dataset": spec.dataset, "holdout": spec.holdout, "seed": spec.seed} if spec else {}
+    if recipe.samples.builtin != "held_out" or spec is None:
+        return {}
+    return {"dataset": spec.dataset, "holdout": spec.holdout, "seed": spec.seed}
 
 
 STAGES: tuple[Stage, ...] = (
     Stage(
         "samples",
-        "write the held-out split of the training data as PNG sample images + labels.csv",
-        config=_held_out_config,
-        inputs=lambda r, p: [],
+        "sample images + labels.csv under the artifact folder (held-out split, or a copy of yours)",
+        config=lambda r: {"held_out": _held_out_config(r), "samples": r.section("samples")},
+        inputs=lambda r, p: source_files(r),
         outputs=lambda r, p: [p.samples_labels],
-        applies=lambda r: r.samples.builtin == "held_out",
     ),
     Stage(
         "fp32",
@@ -88,7 +81,40 @@ STAGES: tuple[Stage, ...] = (
         inputs=lambda r, p: [_mobile_input(r, p)],
         outputs=lambda r, p: [p.lite],
     ),
+    Stage(
+        "onnx_fp32",
+        "ONNX export of the float model (dynamo exporter), onnx.checker, onnxruntime smoke run -> fp32.onnx",
+        config=lambda r: r.section("model", "preprocess", "export", "threads"),
+        inputs=lambda r, p: [p.fp32],
+        outputs=lambda r, p: [p.onnx_fp32],
+    ),
+    Stage(
+        "onnx_int8",
+        "onnxruntime dynamic int8 quantization of fp32.onnx -> int8.onnx",
+        config=lambda r: {},
+        inputs=lambda r, p: [p.onnx_fp32],
+        outputs=lambda r, p: [p.onnx_int8],
+    ),
+    Stage(
+        "eval",
+        "every variant on the sample images: top-1/top-5, agreement and logit error vs fp32 -> eval.json",
+        config=lambda r: r.section("model", "preprocess", "quantize", "threads"),
+        inputs=lambda r, p: [*_model_files(r, p), p.samples_labels],
+        outputs=lambda r, p: [p.eval],
+    ),
+    Stage(
+        "manifest",
+        "gates, checksums, sizes, versions -> manifest.json + report.md (fails the build on a failed gate)",
+        config=lambda r: r.resolved(),
+        inputs=lambda r, p: [*_model_files(r, p), p.samples_labels, p.eval],
+        outputs=lambda r, p: [p.manifest, p.report],
+    ),
 )
+
+
+def _model_files(recipe: Recipe, paths: ArtifactPaths) -> list[Path]:
+    files = [paths.fp32, paths.int8, paths.lite, paths.onnx_fp32, paths.onnx_int8]
+    return files + ([paths.optimized] if recipe.mobile.optimize else [])
 
 
 def stages_for(recipe: Recipe) -> list[Stage]:

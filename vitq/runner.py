@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m vitq.runner STAGE RECIPE_FILE ARTIFACTS_ROOT", file=sys.stderr)
         return USER_ERROR
     stage_name, recipe_file, root = args
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     try:
         recipe = load_recipe(recipe_file)
         paths = ArtifactPaths.for_recipe(Path(root), recipe.name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from vitq.errors import InputError, RecipeError
+from vitq.errors import InputError
 from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
 
@@ -28,17 +28,18 @@ class Sample:
         return self.accepted[0]
 
 
-def sample_files(recipe: Recipe, paths: ArtifactPaths) -> tuple[Path, Path]:
-    """(images folder, labels file) for a recipe: generated under artifacts/ or the user's own."""
-    if recipe.samples.builtin == "held_out":
-        return paths.samples_dir, paths.samples_labels
-    return Path(recipe.samples.dir), Path(recipe.samples.labels)
+def source_files(recipe: Recipe) -> list[Path]:
+    """The user's labels file and images a recipe points at (empty for generated samples)."""
+    if recipe.samples.builtin is not None:
+        return []
+    folder, labels = Path(recipe.samples.dir), Path(recipe.samples.labels)
+    images = sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".") and p != labels)
+    return [labels, *images]
 
 
-def read_samples(recipe: Recipe, paths: ArtifactPaths, num_classes: int | None = None) -> list[Sample]:
-    images_dir, labels_file = sample_files(recipe, paths)
-    if not images_dir.is_dir():
-        raise RecipeError(recipe.path, "samples.dir", f"folder not found: {images_dir}")
+def read_samples(paths: ArtifactPaths, num_classes: int | None = None) -> list[Sample]:
+    """The materialised samples of a build (see vitq.stages.samples), checked against the model's classes."""
+    images_dir, labels_file = paths.samples_dir, paths.samples_labels
     entries = read_labels(labels_file)
     if not entries:
         raise InputError(labels_file, "labels file lists no images")

@@ -27,6 +27,7 @@ def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
     """Every task for every recipe found. A broken recipe becomes a task that fails with its one-line error."""
     tools = tool_versions()
     yield {"basename": "build", "name": None, "doc": "build every artifact of a recipe: doit build:<recipe>"}
+    yield {"basename": "verify", "name": None, "doc": "check a build against its manifest: doit verify:<recipe>"}
     for stage in STAGES:
         yield {"basename": stage.name, "name": None, "doc": stage.doc}
     for name, path in discover().items():
@@ -61,6 +62,15 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
         "doc": f"build every artifact of recipe {recipe.name}",
         "actions": None,
         "task_dep": names,
+    }
+    yield {
+        "basename": "verify",
+        "name": recipe.name,
+        "doc": f"re-hash, reload and re-run recipe {recipe.name}'s artifacts against its manifest",
+        "actions": [[sys.executable, "-m", "vitq.cli", "verify", str(paths.manifest)]],
+        "file_dep": [str(paths.manifest)],
+        "uptodate": [False],
+        "verbosity": 2,
     }
 
 

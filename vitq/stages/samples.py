@@ -1,25 +1,60 @@
-"""Write the held-out split of the training data as PNG files + labels.csv: the recipe's sample images."""
+"""Materialise the recipe's sample images + labels.csv under artifacts/<recipe>/samples/.
+
+Either the held-out split of the training data (written as PNG) or a copy of the user's folder, so
+evaluation, ``vitq verify`` and a release all use the very files the build was checked on.
+"""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 from PIL import Image
 
 from vitq.datasets import digits
 from vitq.fileio import atomic_path
 from vitq.layout import ArtifactPaths
+from vitq.preprocess import open_image
 from vitq.recipe import Recipe
-from vitq.samples import write_labels_csv
+from vitq.samples import read_labels, write_labels_csv
+from vitq.errors import InputError, RecipeError
 
 
 def run(recipe: Recipe, paths: ArtifactPaths) -> str:
-    spec = recipe.weights.train
-    split = digits.load_split(spec.holdout, spec.seed)
     with atomic_path(paths.samples_dir) as folder:
         folder.mkdir()
-        rows = []
-        for index, image, label in zip(split.held_out_index, split.held_out_images, split.held_out_labels):
-            name = f"digit-{index:04d}.png"
-            Image.fromarray(image, mode="L").save(folder / name, format="PNG")
-            rows.append((name, (int(label),)))
+        if recipe.samples.builtin == "held_out":
+            rows, what = _write_held_out(recipe, folder), f"held-out {recipe.weights.train.dataset} images (never trained on)"
+        else:
+            rows, what = _copy_folder(recipe, folder), f"images from {recipe.samples.dir}"
         write_labels_csv(folder / paths.samples_labels.name, rows)
-    return f"{len(rows)} held-out {spec.dataset} images (never trained on) -> {paths.samples_dir.name}/"
+    return f"{len(rows)} {what} -> {paths.samples_dir.name}/"
+
+
+def _write_held_out(recipe: Recipe, folder: Path) -> list[tuple[str, tuple[int, ...]]]:
+    spec = recipe.weights.train
+    split = digits.load_split(spec.holdout, spec.seed)
+    rows = []
+    for index, image, label in zip(split.held_out_index, split.held_out_images, split.held_out_labels):
+        name = f"digit-{index:04d}.png"
+        Image.fromarray(image, mode="L").save(folder / name, format="PNG")
+        rows.append((name, (int(label),)))
+    return rows
+
+
+def _copy_folder(recipe: Recipe, folder: Path) -> list[tuple[str, tuple[int, ...]]]:
+    source, labels = Path(recipe.samples.dir), Path(recipe.samples.labels)
+    if not source.is_dir():
+        raise RecipeError(recipe.path, "samples.dir", f"folder not found: {source}")
+    rows = read_labels(labels)
+    if not rows:
+        raise InputError(labels, "labels file lists no images")
+    for name, _ in rows:
+        image = (source / name).resolve()
+        if not image.is_relative_to(source.resolve()) or "/" in name or name.startswith("."):
+            raise InputError(labels, f"{name}: must name a file directly inside {source}")
+        if not image.is_file():
+            raise InputError(labels, f"{name}: image file not found in {source}")
+        open_image(image)  # refuse a corrupt or non-image file now, naming it
+        shutil.copyfile(image, folder / name)
+    return rows

@@ -1,0 +1,149 @@
+"""The default recipe end to end through doit: a trained ViT whose mobile file still does its job."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import numpy as np
+import torch
+from torch.jit.mobile import _load_for_lite_interpreter
+
+from vitq import manifest as mf
+from vitq.fileio import sha256_file
+from vitq.preprocess import load_batch
+from vitq.recipe import load_recipe
+from vitq.samples import read_labels
+from conftest import DIGITS
+
+STAGES = ("samples", "fp32", "int8", "optimized", "lite", "onnx_fp32", "onnx_int8", "eval", "manifest")
+
+
+def vitq(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vitq.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_build_prints_a_line_per_stage_and_the_summary_table(digits_build):
+    output = (digits_build.parent / "build-output.txt").read_text()
+    for stage in STAGES:
+        assert f"digits:{stage}" in output
+    assert "| variant | file | size | vs fp32 | top-1 |" in output
+    assert "| lite | int8.ptl |" in output
+
+
+def test_artifacts_are_all_there(digits_build):
+    for name in ("fp32.safetensors", "int8.pt", "int8.optimized.pt", "int8.ptl", "fp32.onnx", "int8.onnx",
+                 "eval.json", "manifest.json", "report.md", "samples/labels.csv"):
+        assert (digits_build / name).is_file(), name
+    assert len(read_labels(digits_build / "samples" / "labels.csv")) == 360
+
+
+def test_lite_file_classifies_held_out_digits_like_fp32(digits_build):
+    """Independent of vitq's evaluator: load the .ptl in the lite interpreter and score it ourselves."""
+    recipe = load_recipe(DIGITS)
+    rows = read_labels(digits_build / "samples" / "labels.csv")
+    images = load_batch(recipe.preprocess, [digits_build / "samples" / name for name, _ in rows])
+    labels = np.array([accepted[0] for _, accepted in rows])
+    lite = _load_for_lite_interpreter(str(digits_build / "int8.ptl"))
+    with torch.no_grad():
+        lite_acc = (lite(images).argmax(1).numpy() == labels).mean()
+    manifest = json.loads((digits_build / "manifest.json").read_text())
+    fp32_acc = manifest["accuracy"]["fp32"]["top1"]
+    assert fp32_acc >= 0.95
+    assert abs(lite_acc - fp32_acc) <= 0.01
+    assert abs(lite_acc - manifest["accuracy"]["lite"]["top1"]) < 1e-6
+
+
+def test_manifest_validates_and_its_checksums_match_the_files(digits_build):
+    manifest = json.loads((digits_build / "manifest.json").read_text())
+    jsonschema.validate(manifest, mf.schema())
+    assert {a["name"] for a in manifest["artifacts"]} == {"fp32", "int8", "optimized", "lite", "onnx_fp32", "onnx_int8"}
+    for artifact in manifest["artifacts"]:
+        file = digits_build / artifact["path"]
+        assert artifact["sha256"] == sha256_file(file)
+        assert artifact["bytes"] == file.stat().st_size
+    assert manifest["passed"] is True
+
+
+def test_manifest_meets_the_accuracy_promises(digits_build):
+    manifest = json.loads((digits_build / "manifest.json").read_text())
+    accuracy = manifest["accuracy"]
+    assert accuracy["fp32"]["top1"] >= 0.95
+    for variant in ("int8_eager", "int8", "optimized", "lite", "onnx_int8"):
+        assert accuracy["fp32"]["top1"] - accuracy[variant]["top1"] <= 0.01, variant
+        assert accuracy[variant]["agreement"] >= 0.98, variant
+    assert accuracy["onnx_fp32"]["max_abs_logit_diff"] <= 1e-4
+    assert accuracy["onnx_fp32"]["agreement"] == 1.0
+    assert all(c["passed"] is True for c in manifest["checks"])
+
+
+def test_manifest_holds_no_absolute_path_and_no_time(digits_build):
+    text = (digits_build / "manifest.json").read_text()
+    assert str(digits_build) not in text and "/work/" not in text and "/tmp/" not in text
+    strings = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                strings.append(k)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str):
+            strings.append(node)
+
+    walk(json.loads(text))
+    assert not [s for s in strings if s.startswith("/")]
+    assert not re.search(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d", text)
+    assert not [s for s in strings if re.search(r"(^|_)(time|date|timestamp|created|finished|seconds)($|_)", s)]
+
+
+def test_report_md_matches_the_manifest(digits_build):
+    report = (digits_build / "report.md").read_text()
+    assert report.startswith("# digits 1.0.0: PASSED")
+    assert "| lite | int8.ptl |" in report and "## Checks" in report
+
+
+def test_verify_passes_on_the_build(digits_build):
+    proc = vitq("verify", str(digits_build / "manifest.json"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK" in proc.stdout
+
+
+def test_verify_catches_a_flipped_byte_and_a_deleted_file(digits_build, tmp_path):
+    copy = tmp_path / "digits"
+    shutil.copytree(digits_build, copy)
+    lite = copy / "int8.ptl"
+    data = bytearray(lite.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    lite.write_bytes(bytes(data))
+    (copy / "int8.onnx").unlink()
+    proc = vitq("verify", str(copy / "manifest.json"), "--json")
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert not result["ok"]
+    assert any("int8.ptl: sha256 differs" in p for p in result["problems"])
+    assert any("int8.onnx: missing" in p for p in result["problems"])
+
+
+def test_verify_catches_a_changed_sample_image(digits_build, tmp_path):
+    copy = tmp_path / "digits"
+    shutil.copytree(digits_build, copy)
+    first = sorted((copy / "samples").glob("*.png"))[0]
+    shutil.copyfile(sorted((copy / "samples").glob("*.png"))[1], first)
+    proc = vitq("verify", str(copy / "manifest.json"))
+    assert proc.returncode == 1 and "sample images or labels differ" in proc.stdout
+
+
+def test_verify_refuses_a_corrupt_manifest_in_one_line(tmp_path):
+    bad = tmp_path / "manifest.json"
+    bad.write_text('{"schema": "vitq.manifest/1"}')
+    proc = vitq("verify", str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "manifest.json: (top): 'recipe' is a required property" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,77 @@
+"""The human summary of a manifest: one table, printed at the end of a build and saved as report.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitq.evaluate import VARIANT_ARTIFACT
+
+
+def table(manifest: dict[str, Any]) -> str:
+    artifacts = {a["name"]: a for a in manifest["artifacts"]}
+    gates = _gates_by_variant(manifest["checks"])
+    header = "| variant | file | size | vs fp32 | top-1 | top-5 | agreement | max Δlogit | mean Δlogit | gate |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    order = [v for v in VARIANT_ARTIFACT if v in manifest["accuracy"]]
+    for variant in order + sorted(set(manifest["accuracy"]) - set(order)):
+        m = manifest["accuracy"][variant]
+        artifact = artifacts.get(VARIANT_ARTIFACT.get(variant) or "")
+        lines.append("| " + " | ".join([
+            variant,
+            artifact["path"] if artifact else "(in memory)",
+            _size(artifact["bytes"]) if artifact else "",
+            f"{artifact['size_ratio_vs_fp32']:.3f}x" if artifact else "",
+            f"{m['top1']:.1%}",
+            f"{m['top5']:.1%}" if m.get("top5") is not None else "",
+            f"{m['agreement']:.1%}",
+            f"{m['max_abs_logit_diff']:.2e}",
+            f"{m['mean_abs_logit_diff']:.2e}",
+            gates.get(variant, "reference" if variant == "fp32" else ""),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def markdown(manifest: dict[str, Any]) -> str:
+    recipe = manifest["recipe"]
+    verdict = "PASSED" if manifest["passed"] else "FAILED"
+    out = [
+        f"# {recipe['name']} {recipe['version']}: {verdict}",
+        "",
+        f"Weights: {manifest['weights']['source']}; {manifest['accuracy']['fp32']['n']} sample images, "
+        f"{manifest['classes']} classes. Mobile artifact: `{_path(manifest, 'lite')}` (PyTorch Lite, "
+        "dynamic int8 for ARM/qnnpack).",
+    ]
+    if manifest["weights"].get("note"):
+        out += ["", f"**Note:** {manifest['weights']['note']}."]
+    out += ["", table(manifest), "", "## Checks", "", "| check | value | threshold | result |", "|---|---|---|---|"]
+    for c in manifest["checks"]:
+        result = {True: "pass", False: "**FAIL**", None: "n/a"}[c["passed"]]
+        out.append(f"| {c['name']} | {c['value']:.6g} | {c['op']} {c['threshold']:.6g} | {result} |")
+    out += ["", "## Files", "", "| artifact | format | bytes | sha256 | parent |", "|---|---|---|---|---|"]
+    for a in manifest["artifacts"]:
+        out.append(f"| `{a['path']}` | {a['format']} | {a['bytes']} | `{a['sha256'][:16]}…` | {a['parent'] or ''} |")
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()))
+    out += ["", f"Built with {versions}.", ""]
+    return "\n".join(out)
+
+
+def _gates_by_variant(checks: list[dict[str, Any]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for c in checks:
+        variant = c["name"].split(".")[0]
+        state = {True: "pass", False: "FAIL", None: "n/a"}[c["passed"]]
+        if out.get(variant) != "FAIL" and not (out.get(variant) == "pass" and state == "n/a"):
+            out[variant] = state
+    return out
+
+
+def _path(manifest: dict[str, Any], name: str) -> str:
+    return next((a["path"] for a in manifest["artifacts"] if a["name"] == name), "?")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)

@@ -1,0 +1,51 @@
+"""Export the float model to ONNX (dynamo exporter), check it, and run it once in onnxruntime.
+
+The int8 torch model cannot be exported (dynamic-quantized ops have no ONNX form), so the ONNX
+int8 twin is made from this file by onnxruntime's own quantizer (stage onnx_int8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import onnx
+import torch
+
+from vitq import models
+from vitq.errors import VitqError
+from vitq.fileio import atomic_path
+from vitq.layout import ArtifactPaths
+from vitq.onnxrt import session
+from vitq.recipe import Recipe
+
+INPUT_NAME, OUTPUT_NAME = "pixel_values", "logits"
+
+
+def run(recipe: Recipe, paths: ArtifactPaths) -> str:
+    model = models.load_fp32(recipe, paths.fp32)
+    example = models.example_input(recipe)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with atomic_path(paths.onnx_fp32) as tmp:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every step
+                program = torch.onnx.export(
+                    model, (example,), dynamo=True, opset_version=recipe.export.opset, external_data=False,
+                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},),
+                )
+                program.save(str(tmp), external_data=False)
+        except Exception as exc:
+            raise VitqError(f"{recipe.name}: ONNX export of {recipe.model.name} failed: {str(exc).strip().splitlines()[0]}") from None
+        onnx.checker.check_model(str(tmp), full_check=True)
+        diff = _smoke(model, tmp, recipe)
+    return f"torch.onnx.export(dynamo, opset {recipe.export.opset}) + onnx.checker; onnxruntime vs torch max |dlogit| {diff:.1e}"
+
+
+def _smoke(model: torch.nn.Module, file, recipe: Recipe) -> float:
+    size = recipe.preprocess.crop
+    inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(inputs).numpy()
+    got = session(file, recipe.threads).run(None, {INPUT_NAME: inputs.numpy()})[0]
+    return float(np.abs(got - expected).max())

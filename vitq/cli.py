@@ -1,6 +1,8 @@
 """The ``vitq`` command: one error boundary, one line per problem, meaningful exit codes.
 
     vitq verify MANIFEST [--json] [--no-rerun]   0 intact, 1 problems found, 2 bad input
+    vitq release BUILD_DIR [--out DIR] [--json]  0 packed, 2 not releasable / bad input
+    vitq predict ARTIFACT IMAGE...               top-5 class names per image, from any variant
 """
 
 from __future__ import annotations
@@ -24,9 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("manifest", type=Path)
     verify.add_argument("--json", action="store_true", help="print a JSON result for CI")
     verify.add_argument("--no-rerun", action="store_true", help="only check files and hashes")
+    release = commands.add_parser("release", help="pack a passing build into a deterministic .tar.gz")
+    release.add_argument("build_dir", type=Path, help="the recipe's artifact folder, e.g. artifacts/digits")
+    release.add_argument("--out", type=Path, help="where to write it (default: <artifacts root>/releases)")
+    release.add_argument("--json", action="store_true", help="print a JSON result for CI")
+    predict = commands.add_parser("predict", help="top-5 classes for images with any built variant")
+    predict.add_argument("artifact", type=Path, help="fp32.safetensors, int8.pt, int8.optimized.pt, int8.ptl, *.onnx")
+    predict.add_argument("images", type=Path, nargs="+")
+    predict.add_argument("--top", type=int, default=5)
     args = parser.parse_args(argv)
     try:
-        return _verify(args)
+        return {"verify": _verify, "release": _release, "predict": _predict}[args.command](args)
     except VitqError as exc:
         print(f"vitq: {exc}", file=sys.stderr)
         return USAGE
@@ -45,6 +55,30 @@ def _verify(args: argparse.Namespace) -> int:
             what = "hashes match" if args.no_rerun else "hashes, reload and re-run match"
             print(f"{args.manifest}: OK ({what})")
     return PROBLEMS if problems else OK
+
+
+def _release(args: argparse.Namespace) -> int:
+    from vitq.fileio import sha256_file
+    from vitq.release import make_release
+
+    out = args.out or args.build_dir.absolute().parent / "releases"
+    target = make_release(args.build_dir, out)
+    digest = sha256_file(target)
+    if args.json:
+        print(json.dumps({"release": str(target), "sha256": digest, "bytes": target.stat().st_size}, indent=2))
+    else:
+        print(f"{target}  sha256 {digest}")
+    return OK
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from vitq.predict import predict
+
+    for image, best in predict(args.artifact, args.images, top=args.top):
+        print(f"{image}:")
+        for rank, (index, name, prob) in enumerate(best, start=1):
+            print(f"  {rank}. {name} ({index})  {prob:.1%}")
+    return OK
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Used by the eval stage and by ``vitq verify``, so a verification re-runs exactly
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -58,7 +59,8 @@ def evaluate(recipe: Recipe, paths: ArtifactPaths) -> dict[str, Any]:
     samples = read_samples(paths)
     logits = {name: _logits(run, recipe, samples) for name, run in runners.items()}
     classes = logits[REFERENCE].shape[1]
-    read_samples(paths, num_classes=classes)  # labels must name classes the model has
+    user_labels = Path(recipe.samples.labels) if recipe.samples.labels else None
+    read_samples(paths, num_classes=classes, shown_as=user_labels)  # labels must name classes the model has
     reference = logits[REFERENCE]
     metrics = {name: _metrics(out, reference, samples) for name, out in logits.items()}
     return {"n": len(samples), "classes": int(classes), "metrics": metrics}

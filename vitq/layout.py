@@ -67,5 +67,9 @@ class ArtifactPaths:
         return self.root / "report.md"
 
     @property
+    def release_dir(self) -> Path:
+        return self.root.parent / "releases"
+
+    @property
     def build_log(self) -> Path:
         return self.root / "build-log.jsonl"

@@ -20,7 +20,8 @@ from vitq.recipe import Recipe, fingerprint
 
 SCHEMA_ID = "vitq.manifest/1"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
-VERSIONED = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxscript", "doit")
+VERSIONED = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxscript", "safetensors",
+             "numpy", "pillow", "doit")
 
 
 def artifact_table(recipe: Recipe, paths: ArtifactPaths) -> list[tuple[str, Path, str, str | None]]:

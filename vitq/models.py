@@ -39,9 +39,20 @@ def pretrained_model(recipe: Recipe) -> Any:
         raise RecipeError(
             recipe.path,
             "weights",
-            f"cannot get hub weights for '{recipe.model.name}' ({_first_line(exc)}); connect to the "
-            "network or populate the Hugging Face cache (HF_HOME), or use weights: {file: path.safetensors}",
+            f"hub weights {hub_id(recipe)} are not available ({_first_line(exc)[:120]}); supply them as a "
+            "local file (weights: {file: model.safetensors}) or populate the Hugging Face cache "
+            "(HF_HOME) on a machine with network",
         ) from None
+
+
+def hub_id(recipe: Recipe) -> str:
+    """Where hub weights come from: the Hugging Face repo timm or transformers would download."""
+    if recipe.model.source == "transformers":
+        return recipe.model.name
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(recipe.model.name) if timm.is_model(recipe.model.name) else None
+    return getattr(cfg, "hf_hub_id", None) or f"timm/{recipe.model.name}"
 
 
 def load_weights_file(recipe: Recipe, model: Any, path: Path) -> Any:

@@ -46,18 +46,18 @@ def _held_out_config(recipe: Recipe) -> dict[str, Any]:
 
 STAGES: tuple[Stage, ...] = (
     Stage(
-        "samples",
-        "sample images + labels.csv under the artifact folder (held-out split, or a copy of yours)",
-        config=lambda r: {"held_out": _held_out_config(r), "samples": r.section("samples")},
-        inputs=lambda r, p: source_files(r),
-        outputs=lambda r, p: [p.samples_labels],
-    ),
-    Stage(
         "fp32",
         "float model with the recipe's weights (hub, file, train or random) -> fp32.safetensors",
         config=lambda r: r.section("model", "weights", "preprocess", "threads"),
         inputs=lambda r, p: _weights_inputs(r),
         outputs=lambda r, p: [p.fp32],
+    ),
+    Stage(
+        "samples",
+        "sample images + labels.csv under the artifact folder (held-out split, or a copy of yours)",
+        config=lambda r: {"held_out": _held_out_config(r), "samples": r.section("samples")},
+        inputs=lambda r, p: source_files(r),
+        outputs=lambda r, p: [p.samples_labels],
     ),
     Stage(
         "int8",

@@ -17,7 +17,7 @@ def build_transform(spec: Preprocess) -> Callable[[Any], Any]:
     return T.Compose(
         [
             T.Lambda(lambda im: im.convert("RGB")),
-            T.Resize(spec.resize, interpolation=mode),
+            T.Resize(spec.resize if spec.resize_mode == "shorter" else (spec.resize, spec.resize), interpolation=mode),
             T.CenterCrop(spec.crop),
             T.ToTensor(),
             T.Normalize(spec.mean, spec.std),

@@ -104,9 +104,13 @@ class Weights(_Section):
 
 
 class Preprocess(_Section):
-    """Resize the shorter side, center-crop, scale to [0, 1], normalize. Images are converted to RGB."""
+    """Resize (shorter side, or both sides when ``resize_mode: exact``), center-crop, scale, normalize.
+
+    Images are converted to RGB first. ``exact`` is what transformers' ViTImageProcessor does.
+    """
 
     resize: PositiveInt
+    resize_mode: Literal["shorter", "exact"] = "shorter"
     crop: PositiveInt
     interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"] = "bicubic"
     mean: Annotated[list[float], Field(min_length=3, max_length=3)]
@@ -142,9 +146,9 @@ class Mobile(_Section):
 
 
 class Samples(_Section):
-    """Sample images with labels: the training set's held-out split, or a folder plus a labels file."""
+    """Sample images with labels: the training set's held-out split, scikit-image's photos, or your folder."""
 
-    builtin: Literal["held_out"] | None = None
+    builtin: Literal["held_out", "photos"] | None = None
     dir: str | None = None
     labels: str | None = None
 
@@ -156,7 +160,7 @@ class Samples(_Section):
     @model_validator(mode="after")
     def _one_kind(self) -> "Samples":
         if self.builtin is None and (self.dir is None or self.labels is None):
-            raise ValueError("expected 'held_out' or {dir: folder, labels: file}")
+            raise ValueError("expected held_out, photos or {dir: folder, labels: file}")
         if self.builtin is not None and (self.dir is not None or self.labels is not None):
             raise ValueError("give either builtin or dir + labels, not both")
         return self

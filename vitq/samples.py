@@ -37,10 +37,14 @@ def source_files(recipe: Recipe) -> list[Path]:
     return [labels, *images]
 
 
-def read_samples(paths: ArtifactPaths, num_classes: int | None = None) -> list[Sample]:
-    """The materialised samples of a build (see vitq.stages.samples), checked against the model's classes."""
+def read_samples(paths: ArtifactPaths, num_classes: int | None = None, shown_as: Path | None = None) -> list[Sample]:
+    """The materialised samples of a build (see vitq.stages.samples), checked against the model's classes.
+
+    ``shown_as`` names the user's own labels file in messages, when the samples were copied from one.
+    """
     images_dir, labels_file = paths.samples_dir, paths.samples_labels
     entries = read_labels(labels_file)
+    labels_file = shown_as or labels_file
     if not entries:
         raise InputError(labels_file, "labels file lists no images")
     samples = []

@@ -5,28 +5,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator
 
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from vitq import __version__
 from vitq.errors import VitqError
+from vitq.fileio import remove_stale_temps
 from vitq.layout import ArtifactPaths
+from vitq.manifest import tool_versions
 from vitq.pipeline import STAGES, stages_for
 from vitq.recipe import Recipe, discover, fingerprint, load_recipe
 from vitq.runner import HASH_SEED, USER_ERROR
 
-# A stage reruns when any of these change: new versions may write different bytes.
-TOOL_PACKAGES = ("torch", "timm", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript")
-
-
 def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
     """Every task for every recipe found. A broken recipe becomes a task that fails with its one-line error."""
-    tools = tool_versions()
+    tools = tool_versions()  # a new toolchain may write other bytes: rebuild
     yield {"basename": "build", "name": None, "doc": "build every artifact of a recipe: doit build:<recipe>"}
+    yield {"basename": "release", "name": None, "doc": "deterministic .tar.gz of a verified build: doit release:<recipe>"}
     yield {"basename": "verify", "name": None, "doc": "check a build against its manifest: doit verify:<recipe>"}
     for stage in STAGES:
         yield {"basename": stage.name, "name": None, "doc": stage.doc}
@@ -64,6 +61,16 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
         "task_dep": names,
     }
     yield {
+        "basename": "release",
+        "name": recipe.name,
+        "doc": f"pack recipe {recipe.name}'s verified build into releases/{recipe.name}-{recipe.version}.tar.gz",
+        "actions": [[sys.executable, "-m", "vitq.cli", "release", str(paths.root), "--out", str(paths.release_dir)]],
+        "file_dep": [str(paths.manifest)],
+        "targets": [str(paths.release_dir / f"{recipe.name}-{recipe.version}.tar.gz")],
+        "clean": True,
+        "verbosity": 2,
+    }
+    yield {
         "basename": "verify",
         "name": recipe.name,
         "doc": f"re-hash, reload and re-run recipe {recipe.name}'s artifacts against its manifest",
@@ -76,10 +83,14 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
 
 def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskFailed:
     """doit action: run the stage in a child process with a fixed hash seed (see vitq.runner)."""
+    try:
+        hold_build_lock(Path(artifacts_root))
+    except VitqError as exc:
+        return TaskFailed(str(exc))
     env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
     proc = subprocess.run(
         [sys.executable, "-m", "vitq.runner", stage, recipe_file, artifacts_root],
-        env=env, stderr=subprocess.PIPE, text=True,
+        env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
     )
     if proc.returncode == 0:
         return True
@@ -90,14 +101,41 @@ def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskF
     return TaskFailed(f"stage {stage} crashed (exit {proc.returncode}); this is a vitq bug, output above")
 
 
-def tool_versions() -> dict[str, str]:
-    found = {"vitq": __version__}
-    for package in TOOL_PACKAGES:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "missing"
-    return found
+_held_locks: dict[Path, Any] = {}
+
+
+def hold_build_lock(artifacts_root: Path) -> None:
+    """One build at a time per output folder, held until this doit process exits (even if killed).
+
+    Taken by the first stage that runs, so `doit list` or a no-op build never waits or fails.
+    """
+    from filelock import FileLock, Timeout
+
+    root = artifacts_root.absolute()
+    if root in _held_locks:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / ".vitq-build.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise VitqError(f"{root}: another vitq build is writing this output folder; wait for it to finish "
+                        "or set VITQ_ARTIFACTS to another folder") from None
+    _held_locks[root] = lock
+    for folder in root.iterdir():  # temp files of a killed build; nothing else writes here now
+        if folder.is_dir():
+            remove_stale_temps(folder)
+
+
+def _die_with_parent() -> None:
+    """Linux: a stage process dies with its doit process, so a killed build leaves no orphan writing files."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _broken(name: str, message: str) -> dict[str, Any]:

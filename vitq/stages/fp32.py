@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 
 from vitq import models
 from vitq.fileio import atomic_path
+from vitq.labels import METADATA_KEY, class_names_for
 from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
 
@@ -39,7 +40,13 @@ def run(recipe: Recipe, paths: ArtifactPaths) -> str:
 def save_fp32(model: torch.nn.Module, recipe: Recipe, out: Path) -> None:
     target = model.model if isinstance(model, models.LogitsOnly) else model
     state = {k: v.detach().contiguous() for k, v in target.state_dict().items()}
-    metadata = {"vitq.recipe": recipe.name, "vitq.model": json.dumps(recipe.section("model"), sort_keys=True)}
+    with torch.no_grad():
+        classes = model(models.example_input(recipe)).shape[-1]
+    metadata = {
+        "vitq.recipe": recipe.name,
+        "vitq.model": json.dumps(recipe.section("model"), sort_keys=True),
+        METADATA_KEY: json.dumps(class_names_for(recipe, model, classes)),
+    }
     with atomic_path(out) as tmp:
         save_file(state, str(tmp), metadata=metadata)
 

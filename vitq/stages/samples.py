@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from vitq.datasets import digits
+from vitq.datasets.photos import photo_files
 from vitq.fileio import atomic_path
 from vitq.layout import ArtifactPaths
 from vitq.preprocess import open_image
@@ -25,6 +26,8 @@ def run(recipe: Recipe, paths: ArtifactPaths) -> str:
         folder.mkdir()
         if recipe.samples.builtin == "held_out":
             rows, what = _write_held_out(recipe, folder), f"held-out {recipe.weights.train.dataset} images (never trained on)"
+        elif recipe.samples.builtin == "photos":
+            rows, what = _copy_photos(folder), "photographs shipped by scikit-image"
         else:
             rows, what = _copy_folder(recipe, folder), f"images from {recipe.samples.dir}"
         write_labels_csv(folder / paths.samples_labels.name, rows)
@@ -39,6 +42,14 @@ def _write_held_out(recipe: Recipe, folder: Path) -> list[tuple[str, tuple[int, 
         name = f"digit-{index:04d}.png"
         Image.fromarray(image, mode="L").save(folder / name, format="PNG")
         rows.append((name, (int(label),)))
+    return rows
+
+
+def _copy_photos(folder: Path) -> list[tuple[str, tuple[int, ...]]]:
+    rows = []
+    for path, classes in photo_files():
+        shutil.copyfile(path, folder / path.name)
+        rows.append((path.name, classes))
     return rows
 
 

@@ -55,3 +55,26 @@ def digits_build(tmp_path_factory) -> Path:
     proc = run_doit("build:digits", artifacts=root)
     (root / "build-output.txt").write_text(proc.stdout)
     return root / "digits"
+
+
+@pytest.fixture(scope="session")
+def built_tiny(tmp_path_factory):
+    """A tiny random-weights ViT built through doit from a user's sample folder. Copy it before changing it."""
+    from helpers_models import TINY_TIMM, make_images
+
+    recipes = tmp_path_factory.mktemp("tiny-recipes")
+    root = tmp_path_factory.mktemp("tiny-artifacts")
+    make_images(recipes / "images")
+    write_recipe(recipes, "tiny", TINY_TIMM.format(extra=""))
+    run_doit("build:tiny", recipes=recipes, artifacts=root)
+    return recipes, root
+
+
+def copy_build(build, tmp_path):
+    """A private copy of a shared build (recipes folder, artifacts root) to edit or break."""
+    import shutil
+
+    recipes, root = tmp_path / "recipes", tmp_path / "artifacts"
+    shutil.copytree(build[0], recipes)
+    shutil.copytree(build[1], root)
+    return recipes, root

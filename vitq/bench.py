@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import resource
 import sys
 import tempfile
 import threading
@@ -41,6 +42,7 @@ from typing import Any, Callable
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
+from vitq.report import human_size
 
 SCHEMA_ID = "vitq.bench/1"
 USER_ERROR = 2
@@ -250,6 +252,7 @@ def run_bench(recipe: Recipe, paths: ArtifactPaths, repeats: int, warmup: int,
     torch.set_num_threads(threads)
     inputs = load_inputs(recipe, paths, batch_sizes)
     warm = max(1, warmup)
+    load_start = _loadavg()
     results = []
     with tempfile.TemporaryDirectory(prefix="vitq-bench-") as tmp:
         todo = variants(recipe, paths, threads, Path(tmp))
@@ -269,6 +272,8 @@ def run_bench(recipe: Recipe, paths: ArtifactPaths, repeats: int, warmup: int,
         bar.close()
     torch.backends.quantized.engine = recipe.quantize.engine
     report = _assemble(recipe, results, inputs, batch_sizes, threads, repeats, warmup, method)
+    report["host"]["load_average"] = {"start": load_start, "end": _loadavg()}
+    report["host"]["busy"] = _busy(report["host"])
     write_outputs(report, paths)
     return report
 
@@ -311,13 +316,18 @@ def _measure(variant: Variant, recipe: Recipe, inputs: Inputs, batch_sizes: tupl
         for b in batch_sizes:
             batch = feed[b]
             times = []
+            before = resource.getrusage(resource.RUSAGE_SELF)
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 run(batch)
                 times.append((time.perf_counter() - t0) * 1000.0)
                 record["_steps"] += 1
                 bar.update(1)
+            after = resource.getrusage(resource.RUSAGE_SELF)
             batches[str(b)] = _stats(times)
+            cpu_ms = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000.0
+            batches[str(b)]["cpu_ms_per_run"] = round(cpu_ms / repeats, 3)  # all threads of this process
+            batches[str(b)]["preempted_per_run"] = round((after.ru_nivcsw - before.ru_nivcsw) / repeats, 1)
         record["batches"] = batches
     except Exception as exc:  # one broken variant must not hide the others' numbers
         memory.stop()
@@ -393,6 +403,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def _loadavg() -> float | None:
+    with contextlib.suppress(AttributeError, OSError):
+        return round(os.getloadavg()[0], 2)
+    return None
+
+
+def _busy(host: dict[str, Any]) -> bool:
+    """Other processes competed for the cores: 1-min load above the CPU count (this run counts for its threads)."""
+    loads = [v for v in host["load_average"].values() if v is not None]
+    cpus = host.get("affinity_cpus") or host.get("logical_cpus") or 1
+    return bool(loads) and max(loads) > cpus + 0.5
+
+
 def _affinity() -> int | None:
     with contextlib.suppress(AttributeError, OSError):
         return len(os.sched_getaffinity(0))
@@ -427,6 +450,13 @@ def markdown(report: dict[str, Any]) -> str:
         "Ratios are p50 time divided by the reference's p50 at the same batch size (below 1 = faster).",
         "",
     ]
+    if host.get("busy"):
+        out += [f"**Warning: the host was busy** (1-min load average {_loads(host)} on {host['logical_cpus']} CPUs). "
+                "When other processes compete for the cores, multi-threaded torch runs wait on descheduled threads "
+                "and can be several times slower than on a quiet machine (see `preempted_per_run` in bench.json). "
+                + ("Re-run on a quiet machine, or with `--threads 1`." if report["threads"] > 1 else
+                   "Single-threaded runs suffer least, but expect 10-30% noise; re-run on a quiet machine to be sure."),
+                ""]
     header = ["variant", "engine", "file", "size", "size vs fp32"]
     for b in batches:
         header += [f"b{b} p50 ms", f"b{b} p90 ms", f"b{b} vs fp32 eager", f"b{b} vs ORT int8"]
@@ -455,6 +485,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"- Peak extra memory: {report['memory']}, while loading the variant and running its warm-up. "
             "int8 eager variants include the fp32 model they are quantized from.",
             "- Variants run one after another in one process; each is loaded fresh and released before the next.",
+            f"- Host load (1-min load average) at start and end: {_loads(host)}; bench.json also records, per "
+            "variant and batch size, the process CPU time and the involuntary context switches per run.",
             "- The host is shared: repeat the run and compare before trusting differences below ~10%.",
             ""]
     return "\n".join(out)
@@ -525,7 +557,7 @@ def chart(report: dict[str, Any], out: Path) -> None:
         bars = lat.barh(offs, p50, height=height, xerr=err, capsize=2, label=f"batch {b}")
         for bar, value, high in zip(bars, p50, p90):
             if value > 0:
-                lat.text(max(value, high) * 1.03, bar.get_y() + bar.get_height() / 2, f"{value:.3g}", va="center", fontsize=7)
+                lat.text(max(value, high) * 1.03, bar.get_y() + bar.get_height() / 2, f"{value:.0f}" if value >= 100 else f"{value:.3g}", va="center", fontsize=7)
     lat.set_yticks(ys, labels)
     lat.invert_yaxis()
     if any(b in r["batches"] for r in results for b in batches):
@@ -551,15 +583,13 @@ def chart(report: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def _loads(host: dict[str, Any]) -> str:
+    load = host.get("load_average") or {}
+    return " -> ".join("?" if load.get(k) is None else f"{load[k]:.2f}" for k in ("start", "end"))
+
+
 def _size(n: int | None) -> str:
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return str(n)
+    return "" if n is None else human_size(n)
 
 
 def _ratio(value: float | None) -> str:

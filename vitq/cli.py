@@ -3,6 +3,7 @@
     vitq verify MANIFEST [--json] [--no-rerun]   0 intact, 1 problems found, 2 bad input
     vitq release BUILD_DIR [--out DIR] [--json]  0 packed, 2 not releasable / bad input
     vitq predict ARTIFACT IMAGE...               top-5 class names per image, from any variant
+    vitq report RECIPE_OR_BUILD_DIR              report.md plus what each build stage cost (time, memory)
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("artifact", type=Path, help="fp32.safetensors, int8.pt, int8.optimized.pt, int8.ptl, *.onnx")
     predict.add_argument("images", type=Path, nargs="+")
     predict.add_argument("--top", type=int, default=5)
+    report = commands.add_parser("report", help="the build's report.md and each stage's seconds and peak memory")
+    report.add_argument("build", help="a recipe name (under VITQ_ARTIFACTS) or its artifact folder")
     args = parser.parse_args(argv)
     try:
-        return {"verify": _verify, "release": _release, "predict": _predict}[args.command](args)
+        return {"verify": _verify, "release": _release, "predict": _predict, "report": _report}[args.command](args)
     except VitqError as exc:
         print(f"vitq: {exc}", file=sys.stderr)
         return USAGE
@@ -78,6 +81,20 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{image}:")
         for rank, (index, name, prob) in enumerate(best, start=1):
             print(f"  {rank}. {name} ({index})  {prob:.1%}")
+    return OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from vitq.costs import format_costs
+    from vitq.layout import ArtifactPaths
+    from vitq.recipe import artifacts_root
+
+    folder = Path(args.build)
+    paths = ArtifactPaths(folder if folder.is_dir() else ArtifactPaths.for_recipe(artifacts_root(), args.build).root)
+    if paths.report.is_file():
+        print(paths.report.read_text(encoding="utf-8"))
+    print("## Build cost (latest run of each stage; not part of the manifest)\n")
+    print(format_costs(paths.build_log))
     return OK
 
 

@@ -17,20 +17,11 @@ from vitq.onnxrt import session
 from vitq.preprocess import load_batch
 from vitq.recipe import Recipe
 from vitq.samples import Sample, read_samples
+from vitq.variants import REFERENCE
 
-REFERENCE = "fp32"
-# variant -> artifact name in the manifest (None: built in memory from the fp32 weights)
-VARIANT_ARTIFACT = {
-    "fp32": "fp32",
-    "int8_eager": None,
-    "int8": "int8",
-    "optimized": "optimized",
-    "lite": "lite",
-    "onnx_fp32": "onnx_fp32",
-    "onnx_int8": "onnx_int8",
-}
-QUANTIZED = ("int8_eager", "int8", "optimized", "lite", "onnx_int8")
-BATCH = 32
+# One image at a time, as on a phone. Dynamic int8 quantizes activations with a scale computed over
+# the whole input tensor, so batching images together would change each image's result.
+BATCH = 1
 
 Runner = Callable[[torch.Tensor], np.ndarray]
 

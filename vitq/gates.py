@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitq.evaluate import QUANTIZED, REFERENCE
+from vitq.variants import QUANTIZED, REFERENCE
 from vitq.recipe import Recipe
 
 NOT_APPLICABLE = "not applicable: random weights, accuracy is not meaningful"

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-METADATA_KEY = "vitq.class_names"
+METADATA_KEY = "vitq"  # JSON: recipe, model, class_names
 
 
 def class_names_for(recipe: Any, model: Any, classes: int) -> list[str]:
@@ -35,4 +35,4 @@ def read_class_names(fp32_file: Path) -> list[str] | None:
 
     with safe_open(str(fp32_file), framework="pt") as fh:
         raw = (fh.metadata() or {}).get(METADATA_KEY)
-    return json.loads(raw) if raw else None
+    return json.loads(raw).get("class_names") if raw else None

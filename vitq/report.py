@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitq.evaluate import VARIANT_ARTIFACT
+from vitq.variants import VARIANT_ARTIFACT
 
 
 def table(manifest: dict[str, Any]) -> str:
@@ -19,7 +19,7 @@ def table(manifest: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([
             variant,
             artifact["path"] if artifact else "(in memory)",
-            _size(artifact["bytes"]) if artifact else "",
+            human_size(artifact["bytes"]) if artifact else "",
             f"{artifact['size_ratio_vs_fp32']:.3f}x" if artifact else "",
             f"{m['top1']:.1%}",
             f"{m['top5']:.1%}" if m.get("top5") is not None else "",
@@ -69,7 +69,7 @@ def _path(manifest: dict[str, Any], name: str) -> str:
     return next((a["path"] for a in manifest["artifacts"] if a["name"] == name), "?")
 
 
-def _size(n: int) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

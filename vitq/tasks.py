@@ -11,6 +11,7 @@ from typing import Any, Iterator
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
+from vitq.bench import bench_files, required_files
 from vitq.errors import VitqError
 from vitq.fileio import remove_stale_temps
 from vitq.layout import ArtifactPaths
@@ -24,6 +25,7 @@ def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
     tools = tool_versions()  # a new toolchain may write other bytes: rebuild
     yield {"basename": "build", "name": None, "doc": "build every artifact of a recipe: doit build:<recipe>"}
     yield {"basename": "release", "name": None, "doc": "deterministic .tar.gz of a verified build: doit release:<recipe>"}
+    yield {"basename": "bench", "name": None, "doc": "latency, size and memory of every variant: doit bench:<recipe>"}
     yield {"basename": "verify", "name": None, "doc": "check a build against its manifest: doit verify:<recipe>"}
     for stage in STAGES:
         yield {"basename": stage.name, "name": None, "doc": stage.doc}
@@ -71,6 +73,17 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
         "verbosity": 2,
     }
     yield {
+        "basename": "bench",
+        "name": recipe.name,
+        "doc": f"latency, size and memory of every variant of {recipe.name} -> bench.json, bench.md, bench.png",
+        "actions": [(run_bench, [recipe.source, str(paths.root.parent)])],
+        "file_dep": [str(p) for p in required_files(recipe, paths)],
+        "targets": [str(p) for p in bench_files(paths).values()],
+        "uptodate": [False],
+        "clean": True,
+        "verbosity": 2,
+    }
+    yield {
         "basename": "verify",
         "name": recipe.name,
         "doc": f"re-hash, reload and re-run recipe {recipe.name}'s artifacts against its manifest",
@@ -79,6 +92,16 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
         "uptodate": [False],
         "verbosity": 2,
     }
+
+
+def run_bench(recipe_file: str, artifacts_root: str) -> bool | TaskFailed:
+    """doit action: benchmark every variant in a child process (vitq.bench), holding the build lock."""
+    try:
+        hold_build_lock(Path(artifacts_root))
+    except VitqError as exc:
+        return TaskFailed(str(exc))
+    proc = subprocess.run([sys.executable, "-m", "vitq.bench", recipe_file, artifacts_root], preexec_fn=_die_with_parent)
+    return True if proc.returncode == 0 else TaskFailed(f"bench failed (exit {proc.returncode}); see the line above")
 
 
 def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskFailed:

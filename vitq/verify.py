@@ -85,7 +85,7 @@ def _close(key: str, recorded: Any, now: Any) -> bool:
 
 
 def _file_of(manifest: dict[str, Any], variant: str, root: Path) -> Path:
-    from vitq.evaluate import VARIANT_ARTIFACT
+    from vitq.variants import VARIANT_ARTIFACT
 
     name = VARIANT_ARTIFACT.get(variant) or "fp32"
     path = next((a["path"] for a in manifest["artifacts"] if a["name"] == name), "manifest.json")

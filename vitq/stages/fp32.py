@@ -42,11 +42,11 @@ def save_fp32(model: torch.nn.Module, recipe: Recipe, out: Path) -> None:
     state = {k: v.detach().contiguous() for k, v in target.state_dict().items()}
     with torch.no_grad():
         classes = model(models.example_input(recipe)).shape[-1]
-    metadata = {
-        "vitq.recipe": recipe.name,
-        "vitq.model": json.dumps(recipe.section("model"), sort_keys=True),
-        METADATA_KEY: json.dumps(class_names_for(recipe, model, classes)),
-    }
+    # One metadata key only: safetensors keeps metadata in a hash map, so the order of several keys
+    # in the file header varies from run to run, and with it the file's sha256.
+    info = {"recipe": recipe.name, "model": recipe.section("model")["model"],
+            "class_names": class_names_for(recipe, model, classes)}
+    metadata = {METADATA_KEY: json.dumps(info, sort_keys=True)}
     with atomic_path(out) as tmp:
         save_file(state, str(tmp), metadata=metadata)
 

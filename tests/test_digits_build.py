@@ -49,6 +49,7 @@ def test_lite_file_classifies_held_out_digits_like_fp32(digits_build):
     images = load_batch(recipe.preprocess, [digits_build / "samples" / name for name, _ in rows])
     labels = np.array([accepted[0] for _, accepted in rows])
     lite = _load_for_lite_interpreter(str(digits_build / "int8.ptl"))
+    torch.set_num_threads(1)  # qnnpack at batch 1 crawls with a 2-thread pool on 2 busy cores
     with torch.no_grad():  # one image at a time, as a phone runs it
         predicted = np.array([lite(image[None]).argmax(1).item() for image in images])
     lite_acc = (predicted == labels).mean()
@@ -148,3 +149,20 @@ def test_verify_refuses_a_corrupt_manifest_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "manifest.json: (top): 'recipe' is a required property" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_doit_bench_on_digits_writes_json_md_and_png(digits_build):
+    """What `doit bench:digits` does, through doit, with few repetitions (the figures are not asserted)."""
+    from PIL import Image
+
+    from conftest import run_doit
+
+    proc = run_doit("bench:digits", "--repeats", "2", "--warmup", "1", artifacts=digits_build.parent)
+    assert ".  bench:digits" in proc.stdout
+    report = json.loads((digits_build / "bench.json").read_text())
+    variants = {v["id"] for v in report["variants"]}
+    assert {"fp32_eager", "int8_lite", "ort_fp32", "ort_int8"} <= variants
+    assert report["repeats"] == 2
+    with Image.open(digits_build / "bench.png") as png:
+        assert png.format == "PNG"
+    assert "int8.ptl" in (digits_build / "bench.md").read_text()

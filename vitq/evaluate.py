@@ -22,6 +22,7 @@ from vitq.variants import REFERENCE
 # One image at a time, as on a phone. Dynamic int8 quantizes activations with a scale computed over
 # the whole input tensor, so batching images together would change each image's result.
 BATCH = 1
+EVAL_THREADS = 1
 
 Runner = Callable[[torch.Tensor], np.ndarray]
 
@@ -40,12 +41,15 @@ def variant_runners(recipe: Recipe, paths: ArtifactPaths) -> dict[str, Runner]:
         runners["optimized"] = _torch(torch.jit.load(str(paths.optimized), map_location="cpu"))
     runners["lite"] = _torch(_load_for_lite_interpreter(str(paths.lite)))
     for name, file in (("onnx_fp32", paths.onnx_fp32), ("onnx_int8", paths.onnx_int8)):
-        runners[name] = _onnx(session(file, recipe.threads))
+        runners[name] = _onnx(session(file, EVAL_THREADS))
     return runners
 
 
 def evaluate(recipe: Recipe, paths: ArtifactPaths) -> dict[str, Any]:
     """Metrics of every variant: top-1/top-5 against labels, agreement and logit error against fp32."""
+    # One thread: images go through one at a time, and qnnpack's thread pool at batch 1 on 2 threads
+    # was measured 190x slower (74.6 s vs 0.4 s for 360 digits) on this 2-core host.
+    torch.set_num_threads(EVAL_THREADS)
     runners = variant_runners(recipe, paths)
     samples = read_samples(paths)
     logits = {name: _logits(run, recipe, samples) for name, run in runners.items()}

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from vitq.bench import bench_files, required_files
+from vitq.bench import DEFAULT_REPEATS, DEFAULT_WARMUP, bench_files, required_files
 from vitq.errors import VitqError
 from vitq.fileio import remove_stale_temps
 from vitq.layout import ArtifactPaths
@@ -82,6 +82,12 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
         "uptodate": [False],
         "clean": True,
         "verbosity": 2,
+        "params": [  # doit bench:<recipe> --repeats 50 --warmup 5
+            {"name": "repeats", "long": "repeats", "type": int, "default": DEFAULT_REPEATS,
+             "help": "timed runs per variant and batch size"},
+            {"name": "warmup", "long": "warmup", "type": int, "default": DEFAULT_WARMUP,
+             "help": "untimed runs first"},
+        ],
     }
     yield {
         "basename": "verify",
@@ -94,13 +100,15 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
     }
 
 
-def run_bench(recipe_file: str, artifacts_root: str) -> bool | TaskFailed:
+def run_bench(recipe_file: str, artifacts_root: str, repeats: int, warmup: int) -> bool | TaskFailed:
     """doit action: benchmark every variant in a child process (vitq.bench), holding the build lock."""
     try:
         hold_build_lock(Path(artifacts_root))
     except VitqError as exc:
         return TaskFailed(str(exc))
-    proc = subprocess.run([sys.executable, "-m", "vitq.bench", recipe_file, artifacts_root], preexec_fn=_die_with_parent)
+    command = [sys.executable, "-m", "vitq.bench", recipe_file, artifacts_root,
+               "--repeats", str(repeats), "--warmup", str(warmup)]
+    proc = subprocess.run(command, preexec_fn=_die_with_parent)
     return True if proc.returncode == 0 else TaskFailed(f"bench failed (exit {proc.returncode}); see the line above")
 
 

@@ -48,8 +48,8 @@ def test_lite_file_classifies_held_out_digits_like_fp32(digits_build):
     rows = read_labels(digits_build / "samples" / "labels.csv")
     images = load_batch(recipe.preprocess, [digits_build / "samples" / name for name, _ in rows])
     labels = np.array([accepted[0] for _, accepted in rows])
+    torch.backends.quantized.engine = recipe.quantize.engine  # weights are packed at load: use the phone's engine
     lite = _load_for_lite_interpreter(str(digits_build / "int8.ptl"))
-    torch.backends.quantized.engine = recipe.quantize.engine  # the engine packs the int8 weights: use the phone's
     torch.set_num_threads(1)  # qnnpack at batch 1 crawls with a 2-thread pool on 2 busy cores
     with torch.no_grad():  # one image at a time, as a phone runs it
         predicted = np.array([lite(image[None]).argmax(1).item() for image in images])

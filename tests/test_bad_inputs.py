@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import DIGITS, copy_build, run_doit, write_recipe
@@ -104,6 +104,7 @@ def mutated_recipes(draw):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=mutated_recipes())
+@example(data={**BASE, "\n": None})  # found by hypothesis: a key that is a line break broke the one-line error
 def test_mutated_recipes_give_a_recipe_or_a_one_line_recipe_error(tmp_path, data):
     path = tmp_path / "mutant.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))

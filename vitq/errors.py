@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
+INTERRUPTED_EXIT = 130  # the shell's code for a Ctrl-C; our commands print one word instead of a traceback
+
+
 class VitqError(Exception):
     """A problem caused by the user's input or environment, not a bug in vitq."""
 
@@ -17,7 +20,7 @@ class RecipeError(VitqError):
         self.field = field
         self.problem = problem
         where = f"{display_path(self.path)}: {field}" if field else display_path(self.path)
-        super().__init__(f"{where}: {problem}")
+        super().__init__(one_line(f"{where}: {problem}"))
 
 
 class InputError(VitqError):
@@ -25,11 +28,16 @@ class InputError(VitqError):
 
     def __init__(self, path: Path | str, problem: str):
         self.path = Path(path)
-        super().__init__(f"{display_path(self.path)}: {problem}")
+        super().__init__(one_line(f"{display_path(self.path)}: {problem}"))
 
 
 class GateError(VitqError):
     """A verification gate failed: the build must not be released."""
+
+
+def one_line(text: str) -> str:
+    """Escape line breaks and other control characters (a YAML key may be "\\n"): errors stay one line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def display_path(path: Path | str) -> str:

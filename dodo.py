@@ -8,6 +8,7 @@ No torch import here: loading this file must stay instant.
 
 import sys
 
+from vitq.doit_state import CheckpointingReporter
 from vitq.errors import VitqError
 from vitq.recipe import artifacts_root
 
@@ -17,6 +18,7 @@ ROOT.mkdir(parents=True, exist_ok=True)
 DOIT_CONFIG = {
     "dep_file": str(ROOT / ".doit.db"),
     "backend": "sqlite3",
+    "reporter": CheckpointingReporter,  # saves each finished stage at once: a killed build resumes
     "default_tasks": ["build:digits"],
     "verbosity": 2,
     "cleandep": True,  # `doit clean build:x` removes what build:x's stages made

@@ -1,4 +1,5 @@
-"""A build killed with SIGKILL mid-stage leaves nothing that looks finished; two builds never interleave."""
+"""A build killed (SIGKILL) or interrupted (Ctrl-C) mid-stage leaves nothing that looks finished and resumes;
+two builds never interleave."""
 
 from __future__ import annotations
 
@@ -9,47 +10,59 @@ import sys
 import time
 
 from conftest import REPO, quick_digits, run_doit, tasks_ran
+from vitq.tasks import INTERRUPTED
 
 TIMEOUT = 300
 
 
 def start_build(recipes, root, task="build:quick"):
     env = {**os.environ, "VITQ_ARTIFACTS": str(root), "VITQ_RECIPES": str(recipes), "PYTHONUNBUFFERED": "1"}
+    # Ctrl-C must reach doit even when this test runs in a background job (where SIGINT is inherited as ignored).
     return subprocess.Popen([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), task], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def kill_when_started(proc, task, delay):
-    """Read doit's output until `task` starts, give it `delay` seconds into its work, then SIGKILL doit."""
+def signal_when_started(proc, task, delay, sig=signal.SIGKILL) -> subprocess.CompletedProcess:
+    """Read doit's output until `task` starts, give it `delay` seconds into its work, then signal doit."""
     deadline = time.monotonic() + TIMEOUT
+    seen = []
     for line in proc.stdout:
+        seen.append(line)
         if line.startswith(f".  {task}"):
             time.sleep(delay)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return
+            proc.send_signal(sig)
+            rest, _ = proc.communicate(timeout=TIMEOUT)
+            return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + rest, "")
         assert time.monotonic() < deadline
-    raise AssertionError(f"{task} never started")
+    raise AssertionError(f"{task} never started:\n{''.join(seen)}")
 
 
-def test_killed_builds_leave_no_truncated_target_and_the_next_build_finishes(tmp_path):
+def test_killed_and_interrupted_builds_leave_no_truncated_target_and_resume(tmp_path):
     recipes, root = tmp_path / "recipes", tmp_path / "artifacts"
     quick_digits(recipes, extra="")
     out = root / "quick"
 
-    kill_when_started(start_build(recipes, root), "fp32:quick", delay=4.0)
+    signal_when_started(start_build(recipes, root), "fp32:quick", delay=4.0)
     time.sleep(1.0)  # the stage process dies with doit (PR_SET_PDEATHSIG)
     assert not (out / "fp32.safetensors").exists()
 
-    kill_when_started(start_build(recipes, root), "onnx_fp32:quick", delay=2.5)
+    signal_when_started(start_build(recipes, root), "onnx_fp32:quick", delay=2.5)
     time.sleep(1.0)
     assert (out / "fp32.safetensors").is_file() and (out / "samples" / "labels.csv").is_file()
     assert not (out / "fp32.onnx").exists()
     assert not (out / "manifest.json").exists()
 
-    # doit writes its state when it exits, so a SIGKILLed run's finished tasks are redone: slower, never stale.
+    # Ctrl-C: one line, a failing exit, no traceback. The SIGKILLed run's finished stages were remembered
+    # (vitq.doit_state commits doit's state after each task), so only the killed stage and the rest run.
+    interrupted = signal_when_started(start_build(recipes, root), "eval:quick", delay=1.0, sig=signal.SIGINT)
+    assert interrupted.returncode != 0
+    assert INTERRUPTED in interrupted.stdout and "Traceback" not in interrupted.stdout, interrupted.stdout
+    assert tasks_ran(interrupted) == {"onnx_fp32:quick", "onnx_int8:quick", "eval:quick"}
+    assert not (out / "eval.json").exists()
+
     final = run_doit("build:quick", recipes=recipes, artifacts=root)
-    assert {"onnx_fp32:quick", "eval:quick", "manifest:quick"} <= tasks_ran(final)
+    assert tasks_ran(final) == {"eval:quick", "manifest:quick"}
     assert not list(out.glob(".tmp-*"))
     verify = subprocess.run([sys.executable, "-m", "vitq.cli", "verify", str(out / "manifest.json")],
                             capture_output=True, text=True)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from vitq.errors import VitqError
+from vitq.errors import INTERRUPTED_EXIT, VitqError
 from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
 from vitq.report import human_size
@@ -629,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     except VitqError as exc:
         print(str(exc), file=sys.stderr)
         return USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     files = bench_files(paths)
     failed = [r["id"] for r in report["variants"] if r["error"]]
     print(f"  {recipe.name}:bench    {len(report['variants'])} variants x batch {','.join(map(str, batch_sizes))}, "

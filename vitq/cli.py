@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from vitq.errors import VitqError
+from vitq.errors import INTERRUPTED_EXIT, VitqError
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except VitqError as exc:
         print(f"vitq: {exc}", file=sys.stderr)
         return USAGE
+    except KeyboardInterrupt:
+        print("vitq: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 def _verify(args: argparse.Namespace) -> int:

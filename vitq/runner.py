@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from vitq.errors import RecipeError, VitqError
+from vitq.errors import INTERRUPTED_EXIT, RecipeError, VitqError
 from vitq.layout import ArtifactPaths
 from vitq.pipeline import stage_named
 from vitq.recipe import Recipe, load_recipe
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except VitqError as exc:
         print(str(exc), file=sys.stderr)
         return USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     print(f"  {recipe.name}:{stage_name:<10} {summary}  [{seconds:.1f}s, peak {peak_mb:.0f} MB]", flush=True)
     return 0
 

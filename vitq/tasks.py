@@ -108,7 +108,10 @@ def run_bench(recipe_file: str, artifacts_root: str, repeats: int, warmup: int) 
         return TaskFailed(str(exc))
     command = [sys.executable, "-m", "vitq.bench", recipe_file, artifacts_root,
                "--repeats", str(repeats), "--warmup", str(warmup)]
-    proc = subprocess.run(command, preexec_fn=_die_with_parent)
+    try:
+        proc = subprocess.run(command, preexec_fn=_die_with_parent)
+    except KeyboardInterrupt:
+        return TaskFailed(INTERRUPTED)
     return True if proc.returncode == 0 else TaskFailed(f"bench failed (exit {proc.returncode}); see the line above")
 
 
@@ -119,10 +122,13 @@ def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskF
     except VitqError as exc:
         return TaskFailed(str(exc))
     env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
-    proc = subprocess.run(
-        [sys.executable, "-m", "vitq.runner", stage, recipe_file, artifacts_root],
-        env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vitq.runner", stage, recipe_file, artifacts_root],
+            env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
+        )
+    except KeyboardInterrupt:  # Ctrl-C: the stage process is killed, its temp files never become targets
+        return TaskFailed(INTERRUPTED)
     if proc.returncode == 0:
         return True
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
@@ -131,6 +137,8 @@ def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskF
     sys.stderr.write(proc.stderr)
     return TaskFailed(f"stage {stage} crashed (exit {proc.returncode}); this is a vitq bug, output above")
 
+
+INTERRUPTED = "interrupted: finished stages are kept; run the same command again to continue"
 
 _held_locks: dict[Path, Any] = {}
 

@@ -33,6 +33,8 @@ def test_build_prints_a_line_per_stage_and_the_summary_table(digits_build):
         assert f"digits:{stage}" in output
     assert "| variant | file | size | vs fp32 | top-1 |" in output
     assert "| lite | int8.ptl |" in output
+    first_sample = read_labels(digits_build / "samples" / "labels.csv")[0][0]
+    assert f"reloaded in the lite interpreter and run on {first_sample}" in output  # before the stage is done
 
 
 def test_artifacts_are_all_there(digits_build):

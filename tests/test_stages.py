@@ -14,12 +14,12 @@ from vitq.errors import RecipeError
 from vitq.layout import ArtifactPaths
 from vitq.recipe import load_recipe
 from vitq.runner import configure_torch
-from vitq.stages import fp32, int8, lite, optimized
+from vitq.stages import fp32, int8, lite, optimized, samples
 
 INPUT = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
-def build(recipe, root, stages=(fp32, int8, optimized, lite)):
+def build(recipe, root, stages=(fp32, samples, int8, optimized, lite)):
     configure_torch(recipe)
     paths = ArtifactPaths.for_recipe(root, recipe.name)
     for stage in stages:
@@ -60,7 +60,7 @@ def test_float16_dynamic_quantization_also_goes_through(tmp_path):
 
 def test_trace_export_matches_eager(tmp_path):
     recipe = tiny_recipe(tmp_path, extra="export: {method: trace}\nmobile: {optimize: false}\n")
-    paths = build(recipe, tmp_path / "out", [fp32, int8, lite])
+    paths = build(recipe, tmp_path / "out", [fp32, samples, int8, lite])
     assert not paths.optimized.exists()
     eager = int8.quantize_dynamic(recipe, models.load_fp32(recipe, paths.fp32))
     with torch.no_grad():

@@ -76,9 +76,9 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "lite",
-        "lite-interpreter file for PyTorch Mobile, reloaded and checked against its source -> int8.ptl",
+        "lite-interpreter file for PyTorch Mobile, reloaded and run on a sample image vs its source -> int8.ptl",
         config=lambda r: r.section("mobile", "quantize", "preprocess"),
-        inputs=lambda r, p: [_mobile_input(r, p)],
+        inputs=lambda r, p: [_mobile_input(r, p), p.samples_labels],
         outputs=lambda r, p: [p.lite],
     ),
     Stage(

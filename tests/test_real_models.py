@@ -18,7 +18,7 @@ from vitq.layout import ArtifactPaths
 from vitq.preprocess import build_transform
 from vitq.recipe import load_recipe
 from vitq.runner import configure_torch
-from vitq.stages import fp32, int8, lite, optimized
+from vitq.stages import fp32, int8, lite, optimized, samples
 
 RECIPES = REPO / "recipes"
 VARIANT_FILES = ("fp32.safetensors", "int8.pt", "int8.optimized.pt", "int8.ptl", "fp32.onnx", "int8.onnx")
@@ -113,7 +113,7 @@ samples: {dir: images, labels: images/labels.csv}
 """))
     configure_torch(recipe)
     paths = ArtifactPaths.for_recipe(tmp_path / "out", recipe.name)
-    for stage in (fp32, int8, optimized, lite):
+    for stage in (fp32, samples, int8, optimized, lite):
         stage.run(recipe, paths)
     from torch.jit.mobile import _load_for_lite_interpreter
 

@@ -39,13 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from vitq.errors import INTERRUPTED_EXIT, VitqError
+from vitq.errors import VitqError, run_command
 from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
 from vitq.report import human_size
 
 SCHEMA_ID = "vitq.bench/1"
-USER_ERROR = 2
 DEFAULT_REPEATS = 10
 DEFAULT_WARMUP = 2
 DEFAULT_BATCH_SIZES = (1, 8)
@@ -608,30 +607,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)),
                         help="comma-separated batch sizes (default 1,8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    args = parser.parse_args(argv)
-    try:
-        from vitq.layout import ArtifactPaths
-        from vitq.recipe import load_recipe
-        from vitq.runner import configure_torch
+    return run_command(lambda: _bench(parser.parse_args(argv)))
 
-        try:
-            batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
-        except ValueError:
-            raise VitqError(f"--batch-sizes: expected comma-separated integers, got '{args.batch_sizes}'") from None
-        if args.threads is not None and args.threads < 1:
-            raise VitqError("--threads must be >= 1")
-        recipe = load_recipe(args.recipe_file)
-        paths = ArtifactPaths.for_recipe(args.artifacts_root, recipe.name)
-        check_built(recipe, paths)
-        configure_torch(recipe)
-        report = run_bench(recipe, paths, repeats=args.repeats, warmup=args.warmup, batch_sizes=batch_sizes,
-                           threads=args.threads, progress=not args.no_progress)
-    except VitqError as exc:
-        print(str(exc), file=sys.stderr)
-        return USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+
+def _bench(args: argparse.Namespace) -> int:
+    from vitq.layout import ArtifactPaths
+    from vitq.recipe import load_recipe
+    from vitq.runner import configure_torch
+
+    try:
+        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
+    except ValueError:
+        raise VitqError(f"--batch-sizes: expected comma-separated integers, got '{args.batch_sizes}'") from None
+    if args.threads is not None and args.threads < 1:
+        raise VitqError("--threads must be >= 1")
+    recipe = load_recipe(args.recipe_file)
+    paths = ArtifactPaths.for_recipe(args.artifacts_root, recipe.name)
+    check_built(recipe, paths)
+    configure_torch(recipe)
+    report = run_bench(recipe, paths, repeats=args.repeats, warmup=args.warmup, batch_sizes=batch_sizes,
+                       threads=args.threads, progress=not args.no_progress)
     files = bench_files(paths)
     failed = [r["id"] for r in report["variants"] if r["error"]]
     print(f"  {recipe.name}:bench    {len(report['variants'])} variants x batch {','.join(map(str, batch_sizes))}, "

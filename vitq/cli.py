@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from vitq.errors import INTERRUPTED_EXIT, VitqError
+from vitq.errors import run_command
 
-OK, PROBLEMS, USAGE = 0, 1, 2
+OK, PROBLEMS = 0, 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,14 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("report", help="the build's report.md and each stage's seconds and peak memory")
     report.add_argument("build", help="a recipe name (under VITQ_ARTIFACTS) or its artifact folder")
     args = parser.parse_args(argv)
-    try:
-        return {"verify": _verify, "release": _release, "predict": _predict, "report": _report}[args.command](args)
-    except VitqError as exc:
-        print(f"vitq: {exc}", file=sys.stderr)
-        return USAGE
-    except KeyboardInterrupt:
-        print("vitq: interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+    handler = {"verify": _verify, "release": _release, "predict": _predict, "report": _report}[args.command]
+    return run_command(lambda: handler(args), prefix="vitq: ")
 
 
 def _verify(args: argparse.Namespace) -> int:

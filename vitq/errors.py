@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-
-INTERRUPTED_EXIT = 130  # the shell's code for a Ctrl-C; our commands print one word instead of a traceback
+USER_ERROR = 2  # a VitqError: bad input, shown as its one line
+INTERRUPTED_EXIT = 130  # the shell's code for a Ctrl-C
 
 
 class VitqError(Exception):
@@ -33,6 +35,19 @@ class InputError(VitqError):
 
 class GateError(VitqError):
     """A verification gate failed: the build must not be released."""
+
+
+def run_command(body: Callable[[], int], prefix: str = "") -> int:
+    """The error boundary of every vitq entry point: a VitqError or a Ctrl-C is one line on stderr and an
+    exit code, never a traceback. Anything else is a vitq bug and keeps its traceback."""
+    try:
+        return body()
+    except VitqError as exc:
+        print(f"{prefix}{exc}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        print(f"{prefix}interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 def one_line(text: str) -> str:

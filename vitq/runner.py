@@ -16,13 +16,12 @@ import time
 import warnings
 from pathlib import Path
 
-from vitq.errors import INTERRUPTED_EXIT, RecipeError, VitqError
+from vitq.errors import USER_ERROR, RecipeError, run_command
 from vitq.layout import ArtifactPaths
 from vitq.pipeline import stage_named
 from vitq.recipe import Recipe, load_recipe
 
 HASH_SEED = "0"
-USER_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,16 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         return USER_ERROR
     stage_name, recipe_file, root = args
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-    try:
-        recipe = load_recipe(recipe_file)
-        paths = ArtifactPaths.for_recipe(Path(root), recipe.name)
-        summary, seconds, peak_mb = run_stage(stage_name, recipe, paths)
-    except VitqError as exc:
-        print(str(exc), file=sys.stderr)
-        return USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+    return run_command(lambda: _run(stage_name, recipe_file, Path(root)))
+
+
+def _run(stage_name: str, recipe_file: str, root: Path) -> int:
+    recipe = load_recipe(recipe_file)
+    summary, seconds, peak_mb = run_stage(stage_name, recipe, ArtifactPaths.for_recipe(root, recipe.name))
     print(f"  {recipe.name}:{stage_name:<10} {summary}  [{seconds:.1f}s, peak {peak_mb:.0f} MB]", flush=True)
     return 0
 

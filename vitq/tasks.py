@@ -12,13 +12,13 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from vitq.bench import DEFAULT_REPEATS, DEFAULT_WARMUP, bench_files, required_files
-from vitq.errors import VitqError
+from vitq.errors import USER_ERROR, VitqError
 from vitq.fileio import remove_stale_temps
 from vitq.layout import ArtifactPaths
 from vitq.manifest import tool_versions
 from vitq.pipeline import STAGES, stages_for
 from vitq.recipe import Recipe, discover, fingerprint, load_recipe
-from vitq.runner import HASH_SEED, USER_ERROR
+from vitq.runner import HASH_SEED
 
 def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
     """Every task for every recipe found. A broken recipe becomes a task that fails with its one-line error."""

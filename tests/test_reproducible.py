@@ -8,17 +8,18 @@ import sys
 import tarfile
 
 from conftest import run_doit
+from vitq.bench import bench_files
 from vitq.fileio import sha256_file
-
-
-# Not build outputs: the build log records timings, and `doit bench` (which another test runs on the shared
-# build) writes measured latencies. Everything `doit build` writes must match.
-NOT_BUILT = {"build-log.jsonl", "bench.json", "bench.md", "bench.png"}
+from vitq.layout import ArtifactPaths
 
 
 def tree_hashes(folder):
+    """Hashes of what `doit build` wrote: not the build log (timings), nor what `doit bench` (which another test
+    runs on the shared build) adds."""
+    paths = ArtifactPaths.for_recipe(folder.parent, folder.name)
+    not_built = {paths.build_log, *bench_files(paths).values()}
     return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in NOT_BUILT}
+            if p.is_file() and p not in not_built}
 
 
 def test_two_clean_builds_of_digits_are_byte_identical(digits_build, tmp_path):

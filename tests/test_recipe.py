@@ -5,12 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from vitq.errors import RecipeError, display_path, one_line
+from vitq.recipe import discover, load_recipe
 
 from conftest import DIGITS, REPO, write_recipe
-from vitq.errors import RecipeError
-from vitq.recipe import discover, load_recipe
+from helpers_models import TINY_TIMM
 
 MINIMAL = """\
 model: {source: timm, name: deit_tiny_patch16_224, kwargs: {num_classes: 10}}
@@ -133,6 +139,63 @@ def test_bad_recipe_is_one_line_naming_file_and_field(tmp_path, text, field, mes
     assert message in line
 
 
+def test_every_problem_of_a_recipe_is_reported_at_once_one_line_each_in_schema_order(tmp_path):
+    text = MINIMAL.replace("crop: 224, ", "") + "qunatize: {dtype: qint8}\nquantize: {dtype: int3}\n"
+    path = write_recipe(tmp_path, "bad", text)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: 3 problems",
+        f"{path}: preprocess.crop: missing required field",
+        f"{path}: quantize.dtype: expected one of 'qint8' or 'float16', got 'int3'",
+        f"{path}: qunatize: unknown key; did you mean 'quantize'?",
+    ]
+    assert [field for field, _ in info.value.problems] == ["preprocess.crop", "quantize.dtype", "qunatize"]
+
+
+def test_reserved_keys_are_listed_with_the_schema_problems(tmp_path):
+    path = write_recipe(tmp_path, "bad", MINIMAL.replace("resize: 256", "resize: 0") + "name: x\nsource: y\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert str(info.value).splitlines()[1:] == [
+        f"{path}: name: is set from the file name; remove it",
+        f"{path}: source: is set from the file name; remove it",
+        f"{path}: preprocess.resize: Input should be greater than 0, got 0",
+    ]
+
+
+def test_a_value_is_one_problem_even_where_pydantic_tags_it(tmp_path):
+    path = write_recipe(tmp_path, "bad", MINIMAL.replace("{random: {seed: 1}}", "{hub: 2, file: 3}")
+                        .replace("num_classes: 10", "1: 10"))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert info.value.problems == [
+        ("model.kwargs.1", "keys must be strings, got 1"),
+        ("weights.hub", "expected one of True, got 2"),
+        ("weights.file", "Input should be a valid string, got 3"),
+    ]
+
+
+def test_a_union_reported_once_per_member_is_one_problem():
+    from pydantic import BaseModel, ValidationError
+
+    from vitq.recipe import _problems
+
+    class Union(BaseModel):  # pydantic tags each member's error: ('hub', 'literal[True]'), ('hub', 'int')
+        hub: Literal[True] | int | None = None
+
+    with pytest.raises(ValidationError) as info:
+        Union.model_validate({"hub": "x"})
+    assert len(info.value.errors()) == 2
+    assert _problems(info.value) == [("hub", "expected one of True, got 'x'")]
+
+
+def test_recipe_error_many_with_one_problem_is_the_plain_error(tmp_path):
+    one = RecipeError.many(tmp_path / "r.yaml", [("quantize", "bad")])
+    assert str(one) == str(RecipeError(tmp_path / "r.yaml", "quantize", "bad"))
+    assert (one.field, one.problem, one.problems) == ("quantize", "bad", [("quantize", "bad")])
+
+
 def test_extends_cycle_is_named(tmp_path):
     write_recipe(tmp_path, "a", "extends: b.yaml\n")
     write_recipe(tmp_path, "b", "extends: a.yaml\n")
@@ -154,3 +217,95 @@ def test_yaml_is_never_executed(tmp_path):
     evil = write_recipe(tmp_path, "evil", "!!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(RecipeError, match="YAML syntax error"):
         load_recipe(evil)
+
+
+# ---------------------------------------------------------------- property-based: whatever the YAML says
+
+BASE = yaml.safe_load(TINY_TIMM.format(extra=""))
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 500) | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, prefix + (key,))
+
+
+PATHS = [p for p in _paths(BASE) if p]
+
+
+@st.composite
+def mutated_recipes(draw):
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(PATHS))
+        parent = data
+        for key in path[:-1]:
+            if not isinstance(parent, dict) or key not in parent:
+                break
+            parent = parent[key]
+        else:
+            if isinstance(parent, dict):
+                action = draw(st.sampled_from(["replace", "delete", "add"]))
+                if action == "replace":
+                    parent[path[-1]] = draw(JSONISH)
+                elif action == "delete":
+                    parent.pop(path[-1], None)
+                else:
+                    parent[draw(st.text(min_size=1, max_size=10))] = draw(JSONISH)
+    return data
+
+
+def assert_recipe_or_well_formed_error(path: Path) -> None:
+    """A Recipe, or a RecipeError that is one line per problem, each naming the file (and the field),
+    after a '<file>: N problems' line when there are several."""
+    try:
+        load_recipe(path)
+        return
+    except RecipeError as exc:
+        error = exc
+    file = display_path(path)
+    lines = str(error).split("\n")
+    assert all(line.startswith(f"{file}: ") and line.isprintable() for line in lines), lines
+    n = len(error.problems)
+    if n == 1:
+        assert len(lines) == 1
+    else:
+        assert lines[0] == f"{file}: {n} problems"
+        assert len(lines) == n + 1
+        fields = [field for field, _ in error.problems]
+        assert len(set(fields)) == n, f"one line per field: {fields}"
+        for line, (field, problem) in zip(lines[1:], error.problems, strict=True):
+            assert problem
+            assert line == one_line(f"{file}: {field}: {problem}" if field else f"{file}: {problem}")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=mutated_recipes())
+@example(data={**BASE, "\n": None})  # found by hypothesis: a key that is a line break broke the one-line error
+@example(data={**BASE, "\n": None, "threads": 0, "weights": {"hub": 2, "file": 3}})
+@example(data={**BASE, "name": "x", "samples": "held_out"})  # a problem of the whole recipe names no field
+def test_mutated_recipes_give_a_recipe_or_one_line_per_problem(tmp_path, data):
+    path = tmp_path / "mutant.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    assert_recipe_or_well_formed_error(path)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_arbitrary_text_gives_a_recipe_or_one_line_per_problem(tmp_path, text):
+    path = tmp_path / "noise.yaml"
+    path.write_text(text)
+    assert_recipe_or_well_formed_error(path)
+
+
+def test_digits_recipe_survives_a_round_trip_through_yaml(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(DIGITS.read_text())
+    assert load_recipe(write_recipe(tmp_path, "copy", yaml.safe_dump(data))).weights.kind == "train"

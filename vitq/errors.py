@@ -1,4 +1,5 @@
-"""The only exceptions a user sees. Each renders as one line naming the file and the field."""
+"""The only exceptions a user sees. Each renders as one line naming the file and the field
+(a recipe with several problems: a count line, then one such line per problem)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,32 @@ class VitqError(Exception):
 
 
 class RecipeError(VitqError):
-    """A recipe (or a file it points at) is wrong. ``str()`` is ``<file>: <field>: <problem>``."""
+    """A recipe (or a file it points at) is wrong. ``str()`` is ``<file>: <field>: <problem>``.
+
+    ``RecipeError.many`` holds several problems, so one run reports them all: ``<file>: N problems``,
+    then one ``<file>: <field>: <problem>`` line each. ``problems`` lists ``(field, problem)`` pairs.
+    """
 
     def __init__(self, path: Path | str, field: str | None, problem: str):
         self.path = Path(path)
         self.field = field
         self.problem = problem
+        self.problems = [(field, problem)]
+        super().__init__(self._line(field, problem))
+
+    @classmethod
+    def many(cls, path: Path | str, problems: list[tuple[str | None, str]]) -> RecipeError:
+        """One error for several problems; a single problem is the plain one-line error."""
+        if len(problems) == 1:
+            return cls(path, *problems[0])
+        error = cls(path, None, f"{len(problems)} problems")
+        error.problems = list(problems)
+        error.args = ("\n".join([str(error), *(error._line(f, p) for f, p in problems)]),)
+        return error
+
+    def _line(self, field: str | None, problem: str) -> str:
         where = f"{display_path(self.path)}: {field}" if field else display_path(self.path)
-        super().__init__(one_line(f"{where}: {problem}"))
+        return one_line(f"{where}: {problem}")
 
 
 class InputError(VitqError):

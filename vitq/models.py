@@ -7,8 +7,16 @@ a float image batch ``[N, 3, H, W]`` and returns logits ``[N, classes]``.
 from __future__ import annotations
 
 import difflib
+import os
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 
@@ -28,21 +36,96 @@ def create_model(recipe: Recipe) -> Any:
 
 
 def pretrained_model(recipe: Recipe) -> Any:
-    """The architecture with the hub's weights, through the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE)."""
+    """The architecture with the hub's weights, through the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE).
+
+    Without network, huggingface_hub retries for about 50 s before failing; so the hub is probed first
+    and, when unreachable, only the cache is used: cached weights load, missing ones fail at once.
+    """
+    offline = None
     try:
-        if recipe.model.source == "timm":
-            return _create_timm(recipe, pretrained=True)
-        return _create_transformers(recipe, pretrained=True)
+        with _offline_unless_reachable(recipe) as offline:
+            if recipe.model.source == "timm":
+                return _create_timm(recipe, pretrained=True)
+            return _create_transformers(recipe, pretrained=True)
     except VitqError:
         raise
     except Exception as exc:  # network, cache and hub errors come in many types
+        why = f"{offline}; " if offline else ""
         raise RecipeError(
             recipe.path,
             "weights",
-            f"hub weights {hub_id(recipe)} are not available ({_first_line(exc)[:120]}); supply them as a "
+            f"hub weights {hub_id(recipe)} are not available ({why}{_first_line(exc)[:120].rstrip()}); supply them as a "
             "local file (weights: {file: model.safetensors}) or populate the Hugging Face cache "
             "(HF_HOME) on a machine with network",
         ) from None
+
+
+@contextmanager
+def _offline_unless_reachable(recipe: Recipe) -> Iterator[str | None]:
+    """Yield why the hub is not used (None: it is), keeping huggingface_hub offline meanwhile.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, at import, into ``constants``; timm and transformers
+    ask ``constants`` on every call, so switching it there (and back afterwards) is enough.
+    """
+    from huggingface_hub import constants
+
+    offline = None
+    if constants.HF_HUB_OFFLINE or _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
+        offline = "offline: HF_HUB_OFFLINE is set"
+    elif not (recipe.model.source == "transformers" and Path(recipe.model.name).is_dir()):
+        target = hub_probe_target(constants.ENDPOINT)
+        if not hub_reachable(*target):
+            offline = f"no network: cannot reach {target[0]}:{target[1]}"
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = saved or offline is not None
+    try:
+        yield offline
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_probe_target(endpoint: str) -> tuple[str, int]:
+    """The host and port a request to ``endpoint`` connects to first: the proxy, if one applies."""
+    url = urlsplit(endpoint)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
+def hub_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to host:port opens within ``timeout`` seconds, DNS included.
+
+    getaddrinfo has no timeout of its own and can hang, so it runs in a daemon thread.
+    """
+    deadline = time.monotonic() + timeout
+    found: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError):
+            pass
+
+    resolver = threading.Thread(target=resolve, daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    for family, kind, proto, _, address in list(found):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(address)
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def hub_id(recipe: Recipe) -> str:

@@ -8,6 +8,7 @@ it on every ``doit`` call), so no torch, timm or transformers here: checks that 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import re
@@ -92,7 +93,7 @@ class Weights(_Section):
         return value
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "Weights":
+    def _exactly_one(self) -> Weights:
         chosen = [k for k in ("hub", "file", "train", "random") if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise ValueError(f"expected exactly one of hub, file, train, random; got {chosen or 'none'}")
@@ -117,7 +118,7 @@ class Preprocess(_Section):
     std: Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=3, max_length=3)]
 
     @model_validator(mode="after")
-    def _crop_fits(self) -> "Preprocess":
+    def _crop_fits(self) -> Preprocess:
         if self.crop > self.resize:
             raise ValueError(f"crop ({self.crop}) is larger than resize ({self.resize})")
         return self
@@ -129,7 +130,7 @@ class Quantize(_Section):
     engine: Literal["qnnpack", "x86", "fbgemm"] = "qnnpack"
 
     @model_validator(mode="after")
-    def _engine_supports_dtype(self) -> "Quantize":
+    def _engine_supports_dtype(self) -> Quantize:
         if self.dtype == "float16" and self.engine == "qnnpack":
             raise ValueError("float16 needs engine x86 or fbgemm (qnnpack has no float16 linear)")
         return self
@@ -158,7 +159,7 @@ class Samples(_Section):
         return {"builtin": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Samples":
+    def _one_kind(self) -> Samples:
         if self.builtin is None and (self.dir is None or self.labels is None):
             raise ValueError("expected held_out, photos or {dir: folder, labels: file}")
         if self.builtin is not None and (self.dir is not None or self.labels is not None):
@@ -190,7 +191,7 @@ class Recipe(_Section):
     checks: Checks = Checks()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Recipe":
+    def _consistent(self) -> Recipe:
         if self.samples.builtin == "held_out" and self.weights.train is None:
             raise ValueError("samples: 'held_out' needs weights: {train: ...}")
         return self
@@ -261,19 +262,24 @@ def discover() -> dict[str, Path]:
 
 
 def load_recipe(path: Path | str) -> Recipe:
-    """Read, merge (extends) and validate one recipe file. Any problem is a one-line RecipeError."""
+    """Read, merge (extends) and validate one recipe file.
+
+    Schema problems are reported all at once (one RecipeError, one line each), so a user fixes them in
+    one pass; problems that stop reading (YAML syntax, missing file, extends) are reported alone."""
     path = Path(path).absolute()
     name = path.stem
     if not NAME_PATTERN.match(name):
         raise RecipeError(path, "name", f"recipe name {name!r} must match {NAME_PATTERN.pattern}")
     data = _load_merged(path, ())
-    for reserved in ("name", "source"):
-        if reserved in data:
-            raise RecipeError(path, reserved, "is set from the file name; remove it")
+    # name and source lead the schema, so their problems come first, as pydantic would order them.
+    problems = [(key, "is set from the file name; remove it") for key in ("name", "source") if key in data]
     try:
-        return Recipe.model_validate({**data, "name": name, "source": str(path)})
+        recipe = Recipe.model_validate({**data, "name": name, "source": str(path)})
     except ValidationError as exc:
-        raise _recipe_error(path, exc) from None
+        problems += _problems(exc)
+    if problems:
+        raise RecipeError.many(path, problems)
+    return recipe
 
 
 def _load_merged(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
@@ -354,24 +360,38 @@ def merge(parent: dict[str, Any], child: dict[str, Any], _depth: int = 0) -> dic
 # ---------------------------------------------------------------- error messages
 
 
-def _recipe_error(path: Path, exc: ValidationError) -> RecipeError:
-    err = exc.errors(include_url=False)[0]
-    loc = [str(part) for part in err["loc"] if not str(part).startswith("function-")]
+def _problems(exc: ValidationError) -> list[tuple[str | None, str]]:
+    """``(field, problem)`` per field, in pydantic's (schema) order: one line per real problem, even
+    where pydantic reports a value once per union member."""
+    found: dict[str | None, str] = {}
+    for err in exc.errors(include_url=False):
+        field, problem = _problem(err)
+        found.setdefault(field, problem)
+    return list(found.items())
+
+
+def _problem(err: Any) -> tuple[str | None, str]:
+    parts = list(err["loc"])
+    unknown = [parts.pop()] if err["type"] == "extra_forbidden" else []  # the user's key, whatever it is
+    # Other strings the schema does not know are pydantic's tags ("function-after[...]", "int", "[key]").
+    loc = [str(p) for p in parts if not isinstance(p, str) or p in _schema_keys()] + [str(k) for k in unknown]
     field = ".".join(loc) or None
     kind = err["type"]
     if kind == "extra_forbidden":
         known = _field_names(loc[:-1])
         guess = difflib.get_close_matches(loc[-1], known, n=1)
         hint = f"; did you mean '{guess[0]}'?" if guess else f"; expected one of {', '.join(known)}"
-        return RecipeError(path, field, f"unknown key{hint}")
+        return field, f"unknown key{hint}"
+    if kind == "invalid_key" or err["loc"][-1:] == ("[key]",):
+        return field, f"keys must be strings, got {_short(err['input'])}"
     if kind == "missing":
-        return RecipeError(path, field, "missing required field")
+        return field, "missing required field"
     if kind == "literal_error":
-        return RecipeError(path, field, f"expected one of {err['ctx']['expected']}, got {_short(err['input'])}")
+        return field, f"expected one of {err['ctx']['expected']}, got {_short(err['input'])}"
     message = err["msg"].removeprefix("Value error, ")
     if kind not in ("value_error", "assertion_error") and "input" in err:
         message += f", got {_short(err['input'])}"
-    return RecipeError(path, field, message)
+    return field, message
 
 
 def _short(value: Any) -> str:
@@ -388,6 +408,18 @@ def _field_names(loc: list[str]) -> list[str]:
         model = _model_of(field.annotation)
     names = list(getattr(model, "model_fields", {}))
     return [n for n in names if n not in ("name", "source")]
+
+
+@functools.cache
+def _schema_keys() -> frozenset[str]:
+    """Every key the recipe schema knows, at any depth."""
+    keys: set[str] = set()
+    models = [Recipe]
+    while models:
+        fields = models.pop().model_fields
+        keys.update(fields)
+        models += [m for m in map(_model_of, (f.annotation for f in fields.values())) if m is not None]
+    return frozenset(keys)
 
 
 def _model_of(annotation: Any) -> Any:

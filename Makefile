@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 RECIPE ?= digits
 
-.PHONY: build test venv clean
+.PHONY: build test test-fast lint venv clean
 
 venv: $(STAMP)
 
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 build: $(STAMP)
 	$(VENV)/bin/doit build:$(RECIPE)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/python -m ruff check vitq tests benchmarks dodo.py
+
+# The unit tier: every test that calls vitq's functions directly (no doit subprocesses). Under a minute.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not e2e" -q
+
+# Everything CI runs: lint, the unit tier and the end-to-end builds.
+test: lint
 	$(VENV)/bin/python -m pytest
 
 clean:

@@ -13,14 +13,16 @@ REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "recipes" / "digits.yaml"
 
 
-def run_doit(*args: str, recipes: Path | None = None, artifacts: Path, check: bool = True) -> subprocess.CompletedProcess:
+def run_doit(*args: str, recipes: Path | None = None, artifacts: Path, check: bool = True,
+             repo: Path = REPO) -> subprocess.CompletedProcess:
+    """doit as a user runs it, from a checkout (``repo``: this one, or a copy whose code a test edits)."""
     env = {**os.environ, "VITQ_ARTIFACTS": str(artifacts)}
     env.pop("PYTHONHASHSEED", None)
     if recipes is not None:
         env["VITQ_RECIPES"] = str(recipes)
     proc = subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        [sys.executable, "-m", "doit", "-f", str(repo / "dodo.py"), *args],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=900,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -43,9 +45,11 @@ def write_recipe(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def quick_digits(folder: Path, name: str = "quick", extra: str = "") -> Path:
-    """The digits recipe with a short training run: same chain, seconds instead of a minute."""
-    return write_recipe(folder, name, f"extends: {DIGITS}\nweights: {{train: {{epochs: 2}}}}\n{extra}")
+def quick_digits(folder: Path, name: str = "quick", extra: str = "", holdout: float = 0.2) -> Path:
+    """The digits recipe with a short training run: same chain, seconds instead of a minute. Two epochs
+    give a weak model whose int8 twins may differ on a few images: loose gates (this is not about accuracy)."""
+    return write_recipe(folder, name, f"extends: {DIGITS}\nweights: {{train: {{epochs: 2, holdout: {holdout}}}}}\n"
+                        f"checks: {{min_agreement: 0.8, max_accuracy_drop: 0.2}}\n{extra}")
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +59,16 @@ def digits_build(tmp_path_factory) -> Path:
     proc = run_doit("build:digits", artifacts=root)
     (root / "build-output.txt").write_text(proc.stdout)
     return root / "digits"
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory):
+    """A tiny random-weights ViT built in this process (every stage, no doit): its ArtifactPaths.
+    Shared: copy it before changing it."""
+    from helpers_models import build, tiny_recipe
+
+    folder = tmp_path_factory.mktemp("tiny-inprocess")
+    return build(tiny_recipe(folder), folder / "artifacts")
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from conftest import write_recipe
 from vitq.recipe import Recipe, load_recipe
+
+from conftest import write_recipe
 
 TINY_TIMM = """\
 threads: 1
@@ -43,3 +44,17 @@ def make_images(folder: Path, count: int = 6, classes: int = 5) -> Path:
 def tiny_recipe(folder: Path, name: str = "tiny", extra: str = "") -> Recipe:
     make_images(folder / "images")
     return load_recipe(write_recipe(folder, name, TINY_TIMM.format(extra=extra)))
+
+
+def build(recipe: Recipe, root: Path, stages: list[str] | None = None):
+    """Run the recipe's stages in this process, as vitq.runner does (no doit): returns its ArtifactPaths."""
+    from vitq.layout import ArtifactPaths
+    from vitq.pipeline import stages_for
+    from vitq.runner import run_stage
+
+    paths = ArtifactPaths.for_recipe(root, recipe.name)
+    for stage in stages_for(recipe):
+        if stages is None or stage.name in stages:
+            summary, _, _ = run_stage(stage.name, recipe, paths)
+            assert isinstance(summary, str) and summary
+    return paths

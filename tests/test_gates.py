@@ -1,59 +1,65 @@
-"""Gates on a small random-weights model built through doit with the user's own sample folder."""
+"""Gates: pure functions of the evaluation metrics and the recipe; and the manifest stage that applies them."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
-import jsonschema
+import pytest
 
-from conftest import copy_build, run_doit, tasks_ran
-from vitq import manifest as mf
+from vitq.errors import GateError
+from vitq.gates import failures, run_checks
+from vitq.variants import variants_for
 
-
-def test_random_weights_build_passes_numerical_gates_and_marks_accuracy_not_applicable(built_tiny):
-    recipes, root = built_tiny
-    manifest = json.loads((root / "tiny" / "manifest.json").read_text())
-    jsonschema.validate(manifest, mf.schema())
-    assert manifest["passed"] is True and manifest["weights"]["trained"] is False
-    checks = {c["name"]: c for c in manifest["checks"]}
-    assert checks["onnx_fp32.max_abs_logit_diff"]["passed"] is True
-    assert checks["lite.agreement"]["passed"] is None and "not applicable" in checks["lite.agreement"]["note"]
-    assert manifest["samples"]["images"] == 6 and (root / "tiny" / "samples" / "img1.png").is_file()
-    assert "untrained random weights" in (root / "tiny" / "report.md").read_text()
+from helpers_models import tiny_recipe
 
 
-def test_an_impossible_threshold_fails_the_build_with_one_line_and_a_failed_manifest(built_tiny, tmp_path):
-    recipes, root = copy_build(built_tiny, tmp_path)
-    recipe = recipes / "tiny.yaml"
-    recipe.write_text(recipe.read_text() + "checks: {onnx_atol: 1.0e-15}\n")
-    proc = run_doit("build:tiny", recipes=recipes, artifacts=root, check=False)
-    assert proc.returncode != 0
-    output = proc.stdout + proc.stderr
-    assert "Traceback" not in output
-    lines = [l for l in output.splitlines() if "check failed: onnx_fp32.max_abs_logit_diff" in l]
-    assert len(lines) == 1 and "needs <= 1e-15" in lines[0]
-    assert "manifest:tiny" in tasks_ran(proc)
-    manifest = json.loads((root / "tiny" / "manifest.json").read_text())
+def metrics(recipe, **overrides):
+    base = {"top1": 0.9, "top5": 1.0, "agreement": 1.0, "max_abs_logit_diff": 1e-6, "mean_abs_logit_diff": 1e-7, "n": 10}
+    out = {v.id: dict(base) for v in variants_for(recipe)}
+    for key, value in overrides.items():
+        variant, metric = key.split("__")
+        out[variant][metric] = value
+    return out
+
+
+def test_quantized_variants_get_accuracy_checks_and_exported_float_files_a_match_check(tmp_path):
+    recipe = tiny_recipe(tmp_path, extra="weights: {file: w.safetensors}\n")
+    names = [c["name"] for c in run_checks(recipe, metrics(recipe))]
+    for variant in ("int8_eager", "int8", "optimized", "lite", "onnx_int8"):
+        assert f"{variant}.agreement" in names and f"{variant}.accuracy_drop" in names
+    assert "onnx_fp32.max_abs_logit_diff" in names and "onnx_fp32.agreement" in names
+    assert not [n for n in names if n.startswith(("fp32.", "fp32_script."))]
+
+
+def test_a_failed_check_is_one_line_with_value_and_threshold(tmp_path):
+    recipe = tiny_recipe(tmp_path, extra="weights: {file: w.safetensors}\n")
+    checks = run_checks(recipe, metrics(recipe, lite__top1=0.8, onnx_fp32__max_abs_logit_diff=0.5))
+    assert failures(checks) == ["check failed: lite.accuracy_drop = 0.1, needs <= 0.01",
+                                "check failed: onnx_fp32.max_abs_logit_diff = 0.5, needs <= 0.0001"]
+
+
+def test_random_weights_make_accuracy_checks_not_applicable_but_keep_numerical_ones(tmp_path):
+    recipe = tiny_recipe(tmp_path)
+    checks = {c["name"]: c for c in run_checks(recipe, metrics(recipe, lite__top1=0.1, onnx_fp32__agreement=0.5))}
+    assert checks["lite.accuracy_drop"]["passed"] is None and "not applicable" in checks["lite.accuracy_drop"]["note"]
+    assert checks["onnx_fp32.agreement"]["passed"] is False
+
+
+def test_the_manifest_stage_writes_a_failed_manifest_and_report_then_fails_in_one_line(tiny_build, tmp_path):
+    from vitq.layout import ArtifactPaths
+    from vitq.recipe import load_recipe
+    from vitq.runner import run_stage
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_build.root.parent.parent, folder)
+    recipe_file = folder / "tiny.yaml"
+    recipe_file.write_text(recipe_file.read_text() + "checks: {onnx_atol: 1.0e-15}\n")
+    paths = ArtifactPaths.for_recipe(folder / "artifacts", "tiny")
+    with pytest.raises(GateError) as info:
+        run_stage("manifest", load_recipe(recipe_file), paths)
+    assert str(info.value).startswith("tiny: check failed: onnx_fp32.max_abs_logit_diff = ") and "needs <= 1e-15" in str(info.value)
+    manifest = json.loads(paths.manifest.read_text())
     assert manifest["passed"] is False
     assert [c["name"] for c in manifest["checks"] if c["passed"] is False] == ["onnx_fp32.max_abs_logit_diff"]
-    assert "FAILED" in (root / "tiny" / "report.md").read_text().splitlines()[0]
-    again = run_doit("build:tiny", recipes=recipes, artifacts=root, check=False)
-    assert again.returncode != 0 and "manifest:tiny" in tasks_ran(again)
-
-
-def test_editing_samples_reruns_only_the_stages_that_read_them(built_tiny, tmp_path):
-    recipes, root = copy_build(built_tiny, tmp_path)
-    run_doit("build:tiny", recipes=recipes, artifacts=root)  # doit's state names absolute paths: settle the copy
-    labels = recipes / "images" / "labels.csv"
-    labels.write_text(labels.read_text().replace("img0.jpg,0", "img0.jpg,3"))
-    proc = run_doit("build:tiny", recipes=recipes, artifacts=root)
-    # lite runs the reloaded .ptl on the first sample before it is done; no model is rebuilt or re-exported
-    assert tasks_ran(proc) - {"build:tiny"} == {"samples:tiny", "lite:tiny", "eval:tiny", "manifest:tiny"}
-
-
-def test_a_corrupt_sample_image_is_one_line_naming_it(built_tiny, tmp_path):
-    recipes, root = copy_build(built_tiny, tmp_path)
-    (recipes / "images" / "img3.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    proc = run_doit("build:tiny", recipes=recipes, artifacts=root, check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
-    assert "img3.png: not a readable image" in proc.stdout + proc.stderr
+    assert "FAILED" in paths.report.read_text().splitlines()[0]

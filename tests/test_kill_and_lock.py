@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, quick_digits, run_doit, tasks_ran
+import pytest
+
 from vitq.tasks import INTERRUPTED
 
+from conftest import REPO, quick_digits, run_doit, tasks_ran
+
+pytestmark = pytest.mark.e2e
 TIMEOUT = 300
 
 
@@ -40,7 +44,7 @@ def signal_when_started(proc, task, delay, sig=signal.SIGKILL) -> subprocess.Com
 
 def test_killed_and_interrupted_builds_leave_no_truncated_target_and_resume(tmp_path):
     recipes, root = tmp_path / "recipes", tmp_path / "artifacts"
-    quick_digits(recipes, extra="")
+    quick_digits(recipes, holdout=0.05)
     out = root / "quick"
 
     signal_when_started(start_build(recipes, root), "fp32:quick", delay=4.0)
@@ -71,7 +75,7 @@ def test_killed_and_interrupted_builds_leave_no_truncated_target_and_resume(tmp_
 
 def test_two_builds_on_one_output_folder_do_not_interleave(tmp_path):
     recipes, root = tmp_path / "recipes", tmp_path / "artifacts"
-    quick_digits(recipes)
+    quick_digits(recipes, holdout=0.05)
     first = start_build(recipes, root)
     for line in first.stdout:  # wait until the first build holds the lock (its first stage has started)
         if line.startswith(".  "):

@@ -1,76 +1,70 @@
-"""Each stage as a plain function on a tiny real timm ViT: no doit involved."""
+"""Each stage as a plain function on a tiny real timm ViT, run as vitq.runner runs it: no doit involved."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torch.jit.mobile import _load_for_lite_interpreter
+
+from vitq import models
+from vitq.convert import quantize_dynamic_int8
+from vitq.errors import RecipeError
+from vitq.recipe import load_recipe
+from vitq.runtimes import load_lite, load_torchscript
 
 from conftest import write_recipe
-from helpers_models import TINY_TIMM, make_images, tiny_recipe
-from vitq import models
-from vitq.errors import RecipeError
-from vitq.layout import ArtifactPaths
-from vitq.recipe import load_recipe
-from vitq.runner import configure_torch
-from vitq.stages import fp32, int8, lite, optimized, samples
+from helpers_models import TINY_TIMM, build, make_images, tiny_recipe
 
 INPUT = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-
-
-def build(recipe, root, stages=(fp32, samples, int8, optimized, lite)):
-    configure_torch(recipe)
-    paths = ArtifactPaths.for_recipe(root, recipe.name)
-    for stage in stages:
-        assert isinstance(stage.run(recipe, paths), str)
-    return paths
+CHAIN = ["fp32", "samples", "int8", "optimized", "lite"]
 
 
 def test_fp32_stage_writes_the_seeded_weights_as_safetensors(tmp_path):
     recipe = tiny_recipe(tmp_path)
-    paths = build(recipe, tmp_path / "out", [fp32])
+    paths = build(recipe, tmp_path / "out", ["fp32"])
     torch.manual_seed(7)
     expected = models.create_model(recipe).state_dict()
-    saved = load_file(str(paths.fp32))
+    saved = load_file(str(paths.file("fp32")))
     assert saved.keys() == expected.keys()
     assert all(torch.equal(saved[k], expected[k]) for k in saved)
 
 
 def test_chain_produces_int8_torchscript_an_optimized_file_and_a_loadable_lite_file(tmp_path):
     recipe = tiny_recipe(tmp_path)
-    paths = build(recipe, tmp_path / "out")
-    reference = models.load_fp32(recipe, paths.fp32)
-    scripted = torch.jit.load(str(paths.int8))
+    paths = build(recipe, tmp_path / "out", CHAIN)
+    reference = models.load_fp32(recipe, paths.file("fp32"))
+    scripted = load_torchscript(paths.file("int8"))
     assert "quantized::linear_dynamic" in str(scripted.inlined_graph)
-    mobile = _load_for_lite_interpreter(str(paths.lite))
+    mobile = load_lite(paths.file("lite"))
     with torch.no_grad():
         want = reference(INPUT)
-        for got in (scripted(INPUT), torch.jit.load(str(paths.optimized))(INPUT), mobile(INPUT)):
+        for got in (scripted(INPUT), load_torchscript(paths.file("optimized"))(INPUT), mobile(INPUT)):
             assert got.shape == (3, 5)
             assert (got - want).abs().max() < 0.05 * want.abs().max()
-    assert paths.lite.stat().st_size < paths.fp32.stat().st_size
+    assert paths.file("lite").stat().st_size < paths.file("fp32").stat().st_size
 
 
 def test_float16_dynamic_quantization_also_goes_through(tmp_path):
     recipe = tiny_recipe(tmp_path, extra="quantize: {dtype: float16, engine: x86}\n")
-    paths = build(recipe, tmp_path / "out")
-    assert _load_for_lite_interpreter(str(paths.lite))(INPUT).shape == (3, 5)
+    paths = build(recipe, tmp_path / "out", CHAIN)
+    assert load_lite(paths.file("lite"))(INPUT).shape == (3, 5)
 
 
-def test_trace_export_matches_eager(tmp_path):
+def test_without_optimize_the_lite_file_is_made_from_int8_and_trace_matches_eager(tmp_path):
     recipe = tiny_recipe(tmp_path, extra="export: {method: trace}\nmobile: {optimize: false}\n")
-    paths = build(recipe, tmp_path / "out", [fp32, samples, int8, lite])
-    assert not paths.optimized.exists()
-    eager = int8.quantize_dynamic(recipe, models.load_fp32(recipe, paths.fp32))
+    paths = build(recipe, tmp_path / "out", CHAIN)
+    assert not (paths.root / "int8.optimized.pt").exists()
+    eager = quantize_dynamic_int8(recipe, models.load_fp32(recipe, paths.file("fp32")))
     with torch.no_grad():
-        assert torch.allclose(_load_for_lite_interpreter(str(paths.lite))(INPUT), eager(INPUT), atol=1e-5)
+        assert torch.allclose(load_lite(paths.file("lite"))(INPUT), eager(INPUT), atol=1e-5)
 
 
 def test_mobile_blocklist_is_passed_to_optimize_for_mobile(tmp_path):
+    from vitq.runner import run_stage
+
     recipe = tiny_recipe(tmp_path, extra="mobile: {blocklist: [REMOVE_DROPOUT, FUSE_ADD_RELU]}\n")
-    build(recipe, tmp_path / "out", [fp32, int8])
-    summary = optimized.run(recipe, ArtifactPaths.for_recipe(tmp_path / "out", recipe.name))
+    paths = build(recipe, tmp_path / "out", ["fp32", "int8"])
+    summary, _, _ = run_stage("optimized", recipe, paths)
     assert "skipping FUSE_ADD_RELU, REMOVE_DROPOUT" in summary
 
 
@@ -87,40 +81,90 @@ def test_file_weights_round_trip(tmp_path, suffix):
     make_images(tmp_path / "b" / "images")
     recipe = load_recipe(write_recipe(tmp_path / "b", "fromfile", TINY_TIMM.format(extra="").replace(
         "{random: {seed: 7}}", f"{{file: {weights}}}")))
-    paths = build(recipe, tmp_path / "out", [fp32])
-    saved = load_file(str(paths.fp32))
+    paths = build(recipe, tmp_path / "out", ["fp32"])
+    saved = load_file(str(paths.file("fp32")))
     assert all(torch.equal(saved[k], state[k]) for k in state)
 
 
-def test_missing_weight_file_names_recipe_and_field(tmp_path):
+def _recipe_with(tmp_path, name, old, new):
     make_images(tmp_path / "images")
-    recipe = load_recipe(write_recipe(tmp_path, "nofile", TINY_TIMM.format(extra="").replace(
-        "{random: {seed: 7}}", "{file: missing.safetensors}")))
+    return load_recipe(write_recipe(tmp_path, name, TINY_TIMM.format(extra="").replace(old, new)))
+
+
+def test_missing_weight_file_names_recipe_and_field(tmp_path):
+    recipe = _recipe_with(tmp_path, "nofile", "{random: {seed: 7}}", "{file: missing.safetensors}")
     with pytest.raises(RecipeError, match=r"nofile.yaml: weights.file: file not found: .*missing.safetensors"):
-        build(recipe, tmp_path / "out", [fp32])
+        build(recipe, tmp_path / "out", ["fp32"])
 
 
 def test_weight_file_of_another_model_is_refused(tmp_path):
     weights = tmp_path / "other.safetensors"
     save_file({"head.weight": torch.zeros(3, 3)}, str(weights))
-    make_images(tmp_path / "images")
-    recipe = load_recipe(write_recipe(tmp_path, "wrong", TINY_TIMM.format(extra="").replace(
-        "{random: {seed: 7}}", f"{{file: {weights}}}")))
+    recipe = _recipe_with(tmp_path, "wrong", "{random: {seed: 7}}", f"{{file: {weights}}}")
     with pytest.raises(RecipeError, match="weights.file: other.safetensors does not fit vit_tiny_patch16_224"):
-        build(recipe, tmp_path / "out", [fp32])
+        build(recipe, tmp_path / "out", ["fp32"])
 
 
 def test_unknown_timm_model_suggests_a_name(tmp_path):
-    make_images(tmp_path / "images")
-    recipe = load_recipe(write_recipe(tmp_path, "typo", TINY_TIMM.format(extra="").replace(
-        "vit_tiny_patch16_224", "deit_tiny_patch16_244")))
+    recipe = _recipe_with(tmp_path, "typo", "vit_tiny_patch16_224", "deit_tiny_patch16_244")
     with pytest.raises(RecipeError, match=r"model.name: unknown timm model 'deit_tiny_patch16_244'; did you mean 'deit_tiny_patch16_224'"):
-        build(recipe, tmp_path / "out", [fp32])
+        build(recipe, tmp_path / "out", ["fp32"])
 
 
 def test_non_vit_timm_model_is_refused(tmp_path):
-    make_images(tmp_path / "images")
-    recipe = load_recipe(write_recipe(tmp_path, "cnn", TINY_TIMM.format(extra="").replace(
-        "vit_tiny_patch16_224", "resnet18")))
+    recipe = _recipe_with(tmp_path, "cnn", "vit_tiny_patch16_224", "resnet18")
     with pytest.raises(RecipeError, match="model.name: 'resnet18' is not a ViT-family model"):
-        build(recipe, tmp_path / "out", [fp32])
+        build(recipe, tmp_path / "out", ["fp32"])
+
+
+# ---------------------------------------------------------------- bad input: one line, nothing touched
+
+
+def _append_label(folder, row):
+    labels = folder / "images" / "labels.csv"
+    labels.write_text(labels.read_text() + row + "\n")
+
+
+STAGE_ERRORS = [
+    ("missing weight file", lambda r: r.replace("{random: {seed: 7}}", "{file: gone.safetensors}"), None,
+     "tiny.yaml: weights.file: file not found: "),
+    ("corrupt weight file", lambda r: r.replace("{random: {seed: 7}}", "{file: junk.safetensors}"),
+     lambda d: (d / "junk.safetensors").write_bytes(b"\x00" * 100), "tiny.yaml: weights.file: cannot read junk.safetensors"),
+    ("unreadable .pth", lambda r: r.replace("{random: {seed: 7}}", "{file: junk.pth}"),
+     lambda d: (d / "junk.pth").write_text("hello"), "tiny.yaml: weights.file: cannot read junk.pth"),
+    ("sample folder missing", lambda r: r.replace("{dir: images,", "{dir: nowhere,"), None,
+     "tiny.yaml: samples.dir: folder not found: "),
+    ("labels name a missing file", None, lambda d: _append_label(d, "ghost.png,1"),
+     "labels.csv: ghost.png: image file not found in "),
+    ("class out of range", None, lambda d: _append_label(d, "img1.png,7"), "labels.csv: img1.png: class (7,) out of range 0..4"),
+    ("labels not a number", None, lambda d: _append_label(d, "img1.png,cat"), "labels.csv: line 8: class must be an integer index"),
+    ("non-image file", None, lambda d: ((d / "images" / "notes.png").write_text("hi"), _append_label(d, "notes.png,1")),
+     "notes.png: not a readable image"),
+    ("corrupt image", None, lambda d: (d / "images" / "img3.png").write_bytes(b"\x89PNG\r\n\x1a\n not really"),
+     "img3.png: not a readable image"),
+    ("empty sample folder", lambda r: r.replace("{dir: images, labels: images/labels.csv}", "{dir: empty, labels: empty/labels.csv}"),
+     lambda d: (d / "empty").mkdir(), "empty/labels.csv: labels file not found"),
+]
+
+
+@pytest.mark.parametrize("edit_recipe, prepare, message", [e[1:] for e in STAGE_ERRORS], ids=[e[0] for e in STAGE_ERRORS])
+def test_bad_input_is_one_line_naming_the_file_and_leaves_artifacts_untouched(tiny_build, tmp_path, edit_recipe, prepare, message):
+    import shutil
+
+    from vitq.errors import VitqError
+    from vitq.fileio import sha256_file
+
+    folder, out = tmp_path / "recipe", tmp_path / "artifacts"
+    shutil.copytree(tiny_build.root.parent.parent, folder, ignore=shutil.ignore_patterns("artifacts"))
+    shutil.copytree(tiny_build.root.parent, out)
+    recipe_file = folder / "tiny.yaml"
+    if edit_recipe:
+        recipe_file.write_text(edit_recipe(recipe_file.read_text()))
+    if prepare:
+        prepare(folder)
+    before = {p.name: sha256_file(p) for p in (out / "tiny").glob("*") if p.is_file() and p.suffix != ".jsonl"}
+    with pytest.raises(VitqError) as info:
+        build(load_recipe(recipe_file), out)
+    assert "\n" not in str(info.value) and message in str(info.value)
+    after = {p.name: sha256_file(p) for p in (out / "tiny").glob("*") if p.is_file() and p.suffix != ".jsonl"}
+    assert after == before

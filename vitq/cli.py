@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     release.add_argument("--out", type=Path, help="where to write it (default: <artifacts root>/releases)")
     release.add_argument("--json", action="store_true", help="print a JSON result for CI")
     predict = commands.add_parser("predict", help="top-5 classes for images with any built variant")
-    predict.add_argument("artifact", type=Path, help="fp32.safetensors, int8.pt, int8.optimized.pt, int8.ptl, *.onnx")
+    predict.add_argument("artifact", type=Path, help="any model file of a build (the variant table, vitq/variants.py, lists them)")
     predict.add_argument("images", type=Path, nargs="+")
     predict.add_argument("--top", type=int, default=5)
     report = commands.add_parser("report", help="the build's report.md and each stage's seconds and peak memory")

@@ -1,4 +1,4 @@
-"""Every file name a build writes, defined once. Stages, tasks, manifest and CLI all ask here."""
+"""Every file name a build writes, defined once. Model files come from the variant table (vitq.variants)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitq.errors import RecipeError
+from vitq.variants import BY_ID
+
+SAMPLES = "samples"  # the sample set's key in a stage's inputs/outputs: its labels.csv, images beside it
 
 
 @dataclass(frozen=True)
@@ -13,13 +16,20 @@ class ArtifactPaths:
     root: Path  # artifacts/<recipe>/
 
     @classmethod
-    def for_recipe(cls, artifacts_root: Path, name: str) -> "ArtifactPaths":
-        root = (artifacts_root / name).absolute()
-        if root.parent != artifacts_root.absolute() or name in ("", ".", ".."):
+    def for_recipe(cls, artifacts_root: Path, name: str) -> ArtifactPaths:
+        root = (Path(artifacts_root) / name).absolute()
+        if root.parent != Path(artifacts_root).absolute() or name in ("", ".", ".."):
             raise RecipeError(name, "name", f"would write outside {artifacts_root}")
         return cls(root)
 
-    # -- samples (only for recipes whose samples are generated, e.g. the held-out digits)
+    def file(self, variant_id: str) -> Path:
+        """The artifact file of a variant (one that has a file: see vitq.variants)."""
+        name = BY_ID[variant_id].file
+        if name is None:
+            raise ValueError(f"variant {variant_id} is built in memory and has no file")
+        return self.root / name
+
+    # -- the sample images every variant is checked on
     @property
     def samples_dir(self) -> Path:
         return self.root / "samples"
@@ -27,31 +37,6 @@ class ArtifactPaths:
     @property
     def samples_labels(self) -> Path:
         return self.samples_dir / "labels.csv"
-
-    # -- the model chain
-    @property
-    def fp32(self) -> Path:
-        return self.root / "fp32.safetensors"
-
-    @property
-    def int8(self) -> Path:
-        return self.root / "int8.pt"
-
-    @property
-    def optimized(self) -> Path:
-        return self.root / "int8.optimized.pt"
-
-    @property
-    def lite(self) -> Path:
-        return self.root / "int8.ptl"
-
-    @property
-    def onnx_fp32(self) -> Path:
-        return self.root / "fp32.onnx"
-
-    @property
-    def onnx_int8(self) -> Path:
-        return self.root / "int8.onnx"
 
     # -- verification and records
     @property
@@ -67,9 +52,14 @@ class ArtifactPaths:
         return self.root / "report.md"
 
     @property
+    def build_log(self) -> Path:
+        return self.root / "build-log.jsonl"
+
+    @property
     def release_dir(self) -> Path:
         return self.root.parent / "releases"
 
+    # -- measurements (doit bench:<recipe>), not part of a release
     @property
-    def build_log(self) -> Path:
-        return self.root / "build-log.jsonl"
+    def bench_files(self) -> dict[str, Path]:
+        return {"json": self.root / "bench.json", "md": self.root / "bench.md", "png": self.root / "bench.png"}

@@ -8,62 +8,50 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from vitq import __version__
+from vitq.errors import InputError
 from vitq.fileio import sha256_file
-from vitq.layout import ArtifactPaths
-from vitq.recipe import Recipe, fingerprint
+from vitq.fingerprint import RECORDED_TOOLS, canonical, tool_versions
+from vitq.layout import SAMPLES
+from vitq.recipe import Recipe
+from vitq.samples import read_labels
+from vitq.variants import REFERENCE, parent_of, shipped
 
 SCHEMA_ID = "vitq.manifest/1"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
-VERSIONED = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxscript", "safetensors",
-             "numpy", "pillow", "doit")
 
 
-def artifact_table(recipe: Recipe, paths: ArtifactPaths) -> list[tuple[str, Path, str, str | None]]:
-    """(name, file, format, parent) of every model file a build of this recipe has."""
-    rows = [("fp32", paths.fp32, "safetensors", None), ("int8", paths.int8, "torchscript", "fp32")]
-    if recipe.mobile.optimize:
-        rows.append(("optimized", paths.optimized, "torchscript-mobile", "int8"))
-    rows.append(("lite", paths.lite, "pytorch-lite", "optimized" if recipe.mobile.optimize else "int8"))
-    rows += [("onnx_fp32", paths.onnx_fp32, "onnx", "fp32"), ("onnx_int8", paths.onnx_int8, "onnx", "onnx_fp32")]
-    return rows
+def versions() -> dict[str, str]:
+    return {**tool_versions(RECORDED_TOOLS), "vitq": __version__}
 
 
-def tool_versions() -> dict[str, str]:
-    found = {"python": platform.python_version(), "vitq": __version__}
-    for package in VERSIONED:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "missing"
-    return found
-
-
-def build_manifest(recipe: Recipe, paths: ArtifactPaths, evaluation: dict[str, Any],
+def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evaluation: dict[str, Any],
                    checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """``files`` maps every shipped variant id (and ``samples``) to its file under ``root``."""
     resolved = recipe.resolved()
-    fp32_bytes = paths.fp32.stat().st_size
+    fp32_bytes = files[REFERENCE].stat().st_size
     artifacts = []
-    for name, file, fmt, parent in artifact_table(recipe, paths):
+    for variant in shipped(recipe):
+        file = files[variant.id]
         size = file.stat().st_size
         artifacts.append({
-            "name": name, "path": _relative(file, paths.root), "format": fmt, "bytes": size,
-            "sha256": sha256_file(file), "parent": parent, "size_ratio_vs_fp32": round(size / fp32_bytes, 4),
+            "name": variant.id, "path": _relative(file, root), "format": variant.format, "bytes": size,
+            "sha256": sha256_file(file), "parent": parent_of(variant.id, recipe),
+            "size_ratio_vs_fp32": round(size / fp32_bytes, 4),
         })
     return {
         "schema": SCHEMA_ID,
         "recipe": {"name": recipe.name, "version": recipe.version,
-                   "sha256": hashlib.sha256(fingerprint(resolved).encode()).hexdigest(), "resolved": resolved},
+                   "sha256": hashlib.sha256(canonical(resolved).encode()).hexdigest(), "resolved": resolved},
         "weights": {"source": recipe.weights.kind, "trained": recipe.weights.kind != "random",
                     "note": "untrained random weights: accuracy figures are not meaningful"
                     if recipe.weights.kind == "random" else None},
-        "versions": tool_versions(),
-        "samples": samples_record(paths),
+        "versions": versions(),
+        "samples": samples_record(files[SAMPLES], root),
         "artifacts": artifacts,
         "accuracy": evaluation["metrics"],
         "classes": evaluation["classes"],
@@ -72,16 +60,25 @@ def build_manifest(recipe: Recipe, paths: ArtifactPaths, evaluation: dict[str, A
     }
 
 
-def samples_record(paths: ArtifactPaths) -> dict[str, Any]:
+def samples_record(labels: Path, root: Path) -> dict[str, Any]:
     """The sample set as one hash over its labels file and every image it names."""
-    from vitq.samples import read_labels
-
     digest = hashlib.sha256()
-    rows = read_labels(paths.samples_labels)
-    for name, _ in [("labels.csv", ()), *rows]:
-        digest.update(f"{name}\0{sha256_file(paths.samples_dir / name)}\n".encode())
-    return {"path": _relative(paths.samples_dir, paths.root), "labels": _relative(paths.samples_labels, paths.root),
+    rows = read_labels(labels)
+    for name, _ in [(labels.name, ()), *rows]:
+        digest.update(f"{name}\0{sha256_file(labels.parent / name)}\n".encode())
+    return {"path": _relative(labels.parent, root), "labels": _relative(labels, root),
             "images": len(rows), "sha256": digest.hexdigest()}
+
+
+def artifact_files(manifest: dict[str, Any], root: Path) -> dict[str, Path]:
+    """Variant id -> file, as the manifest lists them (for verify and predict)."""
+    return {a["name"]: root / a["path"] for a in manifest["artifacts"]}
+
+
+def recipe_from_manifest(manifest: dict[str, Any], root: Path) -> Recipe:
+    """The resolved recipe the build used; enough to rebuild architectures and preprocessing."""
+    resolved = dict(manifest["recipe"]["resolved"])
+    return Recipe.model_validate({**resolved, "source": str(root / f"{resolved['name']}.yaml")}, strict=False)
 
 
 def dumps(manifest: dict[str, Any]) -> str:
@@ -90,8 +87,6 @@ def dumps(manifest: dict[str, Any]) -> str:
 
 def load(path: Path) -> dict[str, Any]:
     import jsonschema
-
-    from vitq.errors import InputError
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -108,7 +103,15 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    """The JSON schema, with the variant and format names filled in from the variant table."""
+    from vitq.variants import VARIANTS
+
+    data = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    item = data["properties"]["artifacts"]["items"]["properties"]
+    item["name"]["enum"] = [v.id for v in VARIANTS if v.shipped]
+    item["format"]["enum"] = sorted({v.format for v in VARIANTS if v.shipped})
+    data["properties"]["accuracy"]["propertyNames"]["enum"] = [v.id for v in VARIANTS]
+    return data
 
 
 def _relative(file: Path, root: Path) -> str:

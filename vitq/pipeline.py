@@ -1,120 +1,160 @@
-"""The build as data: which stages a recipe has, what each reads and writes.
+"""The build as data: which stages a recipe has, the files each reads and writes, the recipe fields and
+tools that shape its output.
 
-``vitq.tasks`` turns this into doit tasks, ``vitq.runner`` executes one stage. Cheap to import:
-stage modules (which import torch) are named here, not imported.
+``vitq.tasks`` turns this into doit tasks, ``vitq.runner`` runs one stage with exactly the ``inputs`` and
+``outputs`` mappings given here, so what doit tracks is what the stage touches. Stages that write a model
+file take their input from the variant table (``vitq.variants``): a variant is made from its parent.
+Cheap to import: stage modules (which import torch) are named here, not imported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
-from vitq.layout import ArtifactPaths
+from vitq.fingerprint import RECORDED_TOOLS
+from vitq.layout import SAMPLES, ArtifactPaths
 from vitq.recipe import Recipe
 from vitq.samples import source_files
+from vitq.variants import BY_ID, parent_of, shipped, variants_for
+
+Files = dict[str, Path]
+
+# Distributions whose versions shape a stage's bytes (recorded in fingerprints and the manifest).
+MODEL_CODE = ("torch", "timm", "transformers", "safetensors")
+IMAGES = ("pillow", "torchvision", "numpy")
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
     doc: str
-    config: Callable[[Recipe], dict[str, Any]]  # the recipe fields this stage reads
-    inputs: Callable[[Recipe, ArtifactPaths], list[Path]]
-    outputs: Callable[[Recipe, ArtifactPaths], list[Path]]
-    applies: Callable[[Recipe], bool] = lambda recipe: True
+    fields: tuple[str, ...]  # dotted recipe fields the stage reads ("*": the whole resolved recipe)
+    tools: tuple[str, ...]  # distributions whose versions shape its output
+    inputs: Callable[[Recipe, ArtifactPaths], Files]
+    outputs: Callable[[Recipe, ArtifactPaths], Files]
+    applies: Callable[[Recipe], bool] = field(default=lambda recipe: True)
 
     @property
     def module(self) -> str:
         return f"vitq.stages.{self.name}"
 
 
-def _weights_inputs(recipe: Recipe) -> list[Path]:
-    return [Path(recipe.weights.file)] if recipe.weights.file else []
+def _files(paths: ArtifactPaths, ids: list[str]) -> Files:
+    return {i: paths.file(i) for i in ids}
 
 
-def _mobile_input(recipe: Recipe, paths: ArtifactPaths) -> Path:
-    return paths.optimized if recipe.mobile.optimize else paths.int8
+def _samples(paths: ArtifactPaths) -> Files:
+    return {SAMPLES: paths.samples_labels}
 
 
-def _held_out_config(recipe: Recipe) -> dict[str, Any]:
-    spec = recipe.weights.train
-    if recipe.samples.builtin != "held_out" or spec is None:
-        return {}
-    return {"dataset": spec.dataset, "holdout": spec.holdout, "seed": spec.seed}
+def _from_parent(variant_id: str, *, samples: bool = False) -> Callable[[Recipe, ArtifactPaths], Files]:
+    """A variant stage reads its parent's file (and the sample set when it checks itself on an image)."""
+
+    def inputs(recipe: Recipe, paths: ArtifactPaths) -> Files:
+        parent = parent_of(variant_id, recipe)
+        return {**_files(paths, [parent] if parent else []), **(_samples(paths) if samples else {})}
+
+    return inputs
+
+
+def _writes(variant_id: str) -> Callable[[Recipe, ArtifactPaths], Files]:
+    return lambda recipe, paths: _files(paths, [variant_id])
+
+
+def _weights_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
+    return {"weights": Path(recipe.weights.file)} if recipe.weights.file else {}
+
+
+def _sample_sources(recipe: Recipe, paths: ArtifactPaths) -> Files:
+    return source_files(recipe)
+
+
+def _every_model_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
+    """What evaluation loads: every variant's file (in-memory variants are made from fp32's)."""
+    return {**_files(paths, [v.id for v in variants_for(recipe) if v.file]), **_samples(paths)}
+
+
+def _shipped_files(recipe: Recipe, paths: ArtifactPaths) -> Files:
+    return {**_files(paths, [v.id for v in shipped(recipe)]), **_samples(paths), "eval": paths.eval}
 
 
 STAGES: tuple[Stage, ...] = (
     Stage(
         "fp32",
-        "float model with the recipe's weights (hub, file, train or random) -> fp32.safetensors",
-        config=lambda r: r.section("model", "weights", "preprocess", "threads"),
-        inputs=lambda r, p: _weights_inputs(r),
-        outputs=lambda r, p: [p.fp32],
+        "float model with the recipe's weights (hub, file, train or random)",
+        fields=("name", "model", "weights", "preprocess", "threads"),
+        tools=(*MODEL_CODE, *IMAGES, "scikit-learn"),
+        inputs=_weights_file,
+        outputs=_writes("fp32"),
     ),
     Stage(
         "samples",
-        "sample images + labels.csv under the artifact folder (held-out split, or a copy of yours)",
-        config=lambda r: {"held_out": _held_out_config(r), "samples": r.section("samples")},
-        inputs=lambda r, p: source_files(r),
-        outputs=lambda r, p: [p.samples_labels],
+        "sample images under the artifact folder (held-out split, photos, or a copy of yours)",
+        fields=("samples", "weights.train.dataset", "weights.train.holdout", "weights.train.seed"),
+        tools=("scikit-learn", "scikit-image", "pillow", "numpy"),
+        inputs=_sample_sources,
+        outputs=lambda recipe, paths: _samples(paths),
     ),
     Stage(
         "int8",
-        "dynamic int8 quantization of nn.Linear, then TorchScript (script or trace) -> int8.pt",
-        config=lambda r: r.section("model", "preprocess", "quantize", "export"),
-        inputs=lambda r, p: [p.fp32],
-        outputs=lambda r, p: [p.int8],
+        "dynamic int8 quantization of nn.Linear, then TorchScript (script or trace)",
+        fields=("model", "preprocess.crop", "quantize", "export.method"),
+        tools=MODEL_CODE,
+        inputs=_from_parent("int8"),
+        outputs=_writes("int8"),
     ),
     Stage(
         "optimized",
-        "torch.utils.mobile_optimizer.optimize_for_mobile -> int8.optimized.pt",
-        config=lambda r: r.section("mobile", "quantize"),
-        inputs=lambda r, p: [p.int8],
-        outputs=lambda r, p: [p.optimized],
-        applies=lambda r: r.mobile.optimize,
+        "torch.utils.mobile_optimizer.optimize_for_mobile",
+        fields=("mobile.blocklist", "quantize.engine"),
+        tools=("torch",),
+        inputs=_from_parent("optimized"),
+        outputs=_writes("optimized"),
+        applies=BY_ID["optimized"].applies,
     ),
     Stage(
         "lite",
-        "lite-interpreter file for PyTorch Mobile, reloaded and run on a sample image vs its source -> int8.ptl",
-        config=lambda r: r.section("mobile", "quantize", "preprocess"),
-        inputs=lambda r, p: [_mobile_input(r, p), p.samples_labels],
-        outputs=lambda r, p: [p.lite],
+        "lite-interpreter file for PyTorch Mobile, reloaded and run on a sample image vs its source",
+        fields=("quantize.engine", "preprocess"),
+        tools=("torch", *IMAGES),
+        inputs=_from_parent("lite", samples=True),
+        outputs=_writes("lite"),
     ),
     Stage(
         "onnx_fp32",
-        "ONNX export of the float model (dynamo exporter), onnx.checker, onnxruntime smoke run -> fp32.onnx",
-        config=lambda r: r.section("model", "preprocess", "export", "threads"),
-        inputs=lambda r, p: [p.fp32],
-        outputs=lambda r, p: [p.onnx_fp32],
+        "ONNX export of the float model (dynamo exporter), onnx.checker, onnxruntime smoke run",
+        fields=("model", "preprocess.crop", "export.opset"),
+        tools=(*MODEL_CODE, "onnx", "onnxscript", "onnxruntime"),
+        inputs=_from_parent("onnx_fp32"),
+        outputs=_writes("onnx_fp32"),
     ),
     Stage(
         "onnx_int8",
-        "onnxruntime dynamic int8 quantization of fp32.onnx -> int8.onnx",
-        config=lambda r: {},
-        inputs=lambda r, p: [p.onnx_fp32],
-        outputs=lambda r, p: [p.onnx_int8],
+        "onnxruntime dynamic int8 quantization of the ONNX export",
+        fields=(),
+        tools=("onnx", "onnxruntime"),
+        inputs=_from_parent("onnx_int8"),
+        outputs=_writes("onnx_int8"),
     ),
     Stage(
         "eval",
-        "every variant on the sample images: top-1/top-5, agreement and logit error vs fp32 -> eval.json",
-        config=lambda r: r.section("model", "preprocess", "quantize", "threads"),
-        inputs=lambda r, p: [*_model_files(r, p), p.samples_labels],
-        outputs=lambda r, p: [p.eval],
+        "every variant on the sample images: top-1/top-5, agreement and logit error vs fp32",
+        fields=("model", "preprocess", "quantize", "export.method", "mobile.optimize", "samples.labels"),
+        tools=(*MODEL_CODE, *IMAGES, "onnxruntime"),
+        inputs=_every_model_file,
+        outputs=lambda recipe, paths: {"eval": paths.eval},
     ),
     Stage(
         "manifest",
-        "gates, checksums, sizes, versions -> manifest.json + report.md (fails the build on a failed gate)",
-        config=lambda r: r.resolved(),
-        inputs=lambda r, p: [*_model_files(r, p), p.samples_labels, p.eval],
-        outputs=lambda r, p: [p.manifest, p.report],
+        "gates, checksums, sizes, versions (fails the build on a failed gate)",
+        fields=("*",),
+        tools=RECORDED_TOOLS,  # it records them all
+        inputs=_shipped_files,
+        outputs=lambda recipe, paths: {"manifest": paths.manifest, "report": paths.report},
     ),
 )
-
-
-def _model_files(recipe: Recipe, paths: ArtifactPaths) -> list[Path]:
-    files = [paths.fp32, paths.int8, paths.lite, paths.onnx_fp32, paths.onnx_int8]
-    return files + ([paths.optimized] if recipe.mobile.optimize else [])
 
 
 def stages_for(recipe: Recipe) -> list[Stage]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import os
 import re
 from pathlib import Path
@@ -217,11 +216,6 @@ class Recipe(_Section):
 
 def _plain(value: Any) -> Any:
     return value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else value
-
-
-def fingerprint(data: Any) -> str:
-    """A canonical JSON string: equal data, equal string. Used for doit's config_changed."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------- locating recipes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitq.variants import VARIANT_ARTIFACT
+from vitq.variants import MOBILE, REFERENCE, VARIANTS
 
 
 def table(manifest: dict[str, Any]) -> str:
@@ -12,10 +12,10 @@ def table(manifest: dict[str, Any]) -> str:
     gates = _gates_by_variant(manifest["checks"])
     header = "| variant | file | size | vs fp32 | top-1 | top-5 | agreement | max Δlogit | mean Δlogit | gate |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    order = [v for v in VARIANT_ARTIFACT if v in manifest["accuracy"]]
-    for variant in order + sorted(set(manifest["accuracy"]) - set(order)):
+    order = [v.id for v in VARIANTS if v.id in manifest["accuracy"]]
+    for variant in order:
         m = manifest["accuracy"][variant]
-        artifact = artifacts.get(VARIANT_ARTIFACT.get(variant) or "")
+        artifact = artifacts.get(variant)
         lines.append("| " + " | ".join([
             variant,
             artifact["path"] if artifact else "(in memory)",
@@ -26,7 +26,7 @@ def table(manifest: dict[str, Any]) -> str:
             f"{m['agreement']:.1%}",
             f"{m['max_abs_logit_diff']:.2e}",
             f"{m['mean_abs_logit_diff']:.2e}",
-            gates.get(variant, "reference" if variant == "fp32" else ""),
+            gates.get(variant, "reference" if variant == REFERENCE else ""),
         ]) + " |")
     return "\n".join(lines)
 
@@ -37,8 +37,8 @@ def markdown(manifest: dict[str, Any]) -> str:
     out = [
         f"# {recipe['name']} {recipe['version']}: {verdict}",
         "",
-        f"Weights: {manifest['weights']['source']}; {manifest['accuracy']['fp32']['n']} sample images, "
-        f"{manifest['classes']} classes. Mobile artifact: `{_path(manifest, 'lite')}` (PyTorch Lite, "
+        f"Weights: {manifest['weights']['source']}; {manifest['accuracy'][REFERENCE]['n']} sample images, "
+        f"{manifest['classes']} classes. Mobile artifact: `{_path(manifest, MOBILE)}` (PyTorch Lite, "
         "dynamic int8 for ARM/qnnpack).",
     ]
     if manifest["weights"].get("note"):

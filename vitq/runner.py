@@ -13,13 +13,13 @@ import os
 import resource
 import sys
 import time
-import warnings
 from pathlib import Path
 
-from vitq.errors import USER_ERROR, RecipeError, run_command
+from vitq.errors import USER_ERROR, run_command
 from vitq.layout import ArtifactPaths
 from vitq.pipeline import stage_named
 from vitq.recipe import Recipe, load_recipe
+from vitq.torch_setup import configure_torch
 
 HASH_SEED = "0"
 
@@ -45,33 +45,18 @@ def _run(stage_name: str, recipe_file: str, root: Path) -> int:
 
 
 def run_stage(stage_name: str, recipe: Recipe, paths: ArtifactPaths) -> tuple[str, float, float]:
-    """Run a stage in this process; log its cost beside the artifacts (not in the manifest)."""
+    """Run a stage in this process with the inputs and outputs the pipeline gives doit; log its cost beside the
+    artifacts (not in the manifest)."""
     stage = stage_named(stage_name)
     configure_torch(recipe)
     module = importlib.import_module(stage.module)
     started = time.perf_counter()
-    summary = module.run(recipe, paths)
+    summary = module.run(recipe, stage.inputs(recipe, paths), stage.outputs(recipe, paths))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     _log(paths, {"recipe": recipe.name, "stage": stage_name, "seconds": round(seconds, 3),
                  "peak_rss_mb": round(peak_mb, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return summary, seconds, peak_mb
-
-
-def configure_torch(recipe: Recipe) -> None:
-    """Same threads, same algorithms, same quantized engine for every stage: same bytes out."""
-    for category in (DeprecationWarning, FutureWarning):
-        warnings.filterwarnings("ignore", category=category)
-    warnings.filterwarnings("ignore", message=r".*(deprecat|lite interpreter|TorchScript).*")
-    import torch
-
-    torch.set_num_threads(recipe.threads)
-    torch.use_deterministic_algorithms(True)
-    engine = recipe.quantize.engine
-    if engine not in torch.backends.quantized.supported_engines:
-        raise RecipeError(recipe.path, "quantize.engine", f"'{engine}' is not available in this torch build "
-                          f"(have {', '.join(torch.backends.quantized.supported_engines)})")
-    torch.backends.quantized.engine = engine
 
 
 def _log(paths: ArtifactPaths, record: dict) -> None:

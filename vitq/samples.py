@@ -14,7 +14,6 @@ from pathlib import Path
 import yaml
 
 from vitq.errors import InputError
-from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
 
 
@@ -28,21 +27,20 @@ class Sample:
         return self.accepted[0]
 
 
-def source_files(recipe: Recipe) -> list[Path]:
-    """The user's labels file and images a recipe points at (empty for generated samples)."""
+def source_files(recipe: Recipe) -> dict[str, Path]:
+    """The user's labels file and images a recipe points at, as ``labels`` and ``image:<name>`` (empty for
+    generated samples). Only files that exist: a missing one is the samples stage's one-line error."""
     if recipe.samples.builtin is not None:
-        return []
+        return {}
     folder, labels = Path(recipe.samples.dir), Path(recipe.samples.labels)
     images = sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".") and p != labels)
-    return [labels, *images]
+    return {**({"labels": labels} if labels.is_file() else {}), **{f"image:{p.name}": p for p in images}}
 
 
-def read_samples(paths: ArtifactPaths, num_classes: int | None = None, shown_as: Path | None = None) -> list[Sample]:
-    """The materialised samples of a build (see vitq.stages.samples), checked against the model's classes.
-
-    ``shown_as`` names the user's own labels file in messages, when the samples were copied from one.
-    """
-    images_dir, labels_file = paths.samples_dir, paths.samples_labels
+def read_samples(labels_file: Path, num_classes: int | None = None, shown_as: Path | None = None) -> list[Sample]:
+    """A build's materialised samples (``samples/labels.csv`` and the images beside it), checked against
+    the model's classes. ``shown_as`` names the user's own labels file in messages, when copied from one."""
+    images_dir = labels_file.parent
     entries = read_labels(labels_file)
     labels_file = shown_as or labels_file
     if not entries:

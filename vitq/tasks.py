@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from vitq.bench import DEFAULT_REPEATS, DEFAULT_WARMUP, bench_files, required_files
 from vitq.errors import USER_ERROR, VitqError
 from vitq.fileio import remove_stale_temps
+from vitq.fingerprint import canonical, stage_fingerprint
 from vitq.layout import ArtifactPaths
-from vitq.manifest import tool_versions
 from vitq.pipeline import STAGES, stages_for
-from vitq.recipe import Recipe, discover, fingerprint, load_recipe
+from vitq.recipe import Recipe, discover, load_recipe
 from vitq.runner import HASH_SEED
+from vitq.variants import variants_for
+
 
 def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
     """Every task for every recipe found. A broken recipe becomes a task that fails with its one-line error."""
-    tools = tool_versions()  # a new toolchain may write other bytes: rebuild
     yield {"basename": "build", "name": None, "doc": "build every artifact of a recipe: doit build:<recipe>"}
     yield {"basename": "release", "name": None, "doc": "deterministic .tar.gz of a verified build: doit release:<recipe>"}
     yield {"basename": "bench", "name": None, "doc": "latency, size and memory of every variant: doit bench:<recipe>"}
@@ -36,22 +38,24 @@ def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
         except VitqError as exc:
             yield _broken(name, str(exc))
             continue
-        yield from recipe_tasks(recipe, paths, tools)
+        yield from recipe_tasks(recipe, paths)
 
 
-def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) -> Iterator[dict[str, Any]]:
+def recipe_tasks(recipe: Recipe, paths: ArtifactPaths) -> Iterator[dict[str, Any]]:
     names = []
     for stage in stages_for(recipe):
-        config = {"recipe": stage.config(recipe), "tools": tools}
+        # Reruns when the stage's code, the recipe fields it reads or its tools change; doit hashes the files.
+        config = stage_fingerprint(stage, recipe)
         names.append(f"{stage.name}:{recipe.name}")
+        outputs = stage.outputs(recipe, paths).values()
         yield {
             "basename": stage.name,
             "name": recipe.name,
-            "doc": stage.doc,
+            "doc": f"{stage.doc} -> {', '.join(p.relative_to(paths.root).as_posix() for p in outputs)}",
             "actions": [(run_stage, [stage.name, recipe.source, str(paths.root.parent)])],
-            "file_dep": [str(p) for p in stage.inputs(recipe, paths)],
-            "targets": [str(p) for p in stage.outputs(recipe, paths)],
-            "uptodate": [config_changed(fingerprint(config))],
+            "file_dep": [str(p) for p in stage.inputs(recipe, paths).values()],
+            "targets": [str(p) for p in outputs],
+            "uptodate": [config_changed(canonical(config))],
             "clean": True,
             "verbosity": 2,
         }
@@ -77,16 +81,16 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
         "name": recipe.name,
         "doc": f"latency, size and memory of every variant of {recipe.name} -> bench.json, bench.md, bench.png",
         "actions": [(run_bench, [recipe.source, str(paths.root.parent)])],
-        "file_dep": [str(p) for p in required_files(recipe, paths)],
-        "targets": [str(p) for p in bench_files(paths).values()],
+        "file_dep": [str(p) for p in bench_inputs(recipe, paths)],
+        "targets": [str(p) for p in paths.bench_files.values()],
         "uptodate": [False],
         "clean": True,
         "verbosity": 2,
         "params": [  # doit bench:<recipe> --repeats 50 --warmup 5
-            {"name": "repeats", "long": "repeats", "type": int, "default": DEFAULT_REPEATS,
-             "help": "timed runs per variant and batch size"},
-            {"name": "warmup", "long": "warmup", "type": int, "default": DEFAULT_WARMUP,
-             "help": "untimed runs first"},
+            {"name": "repeats", "long": "repeats", "type": int, "default": None,
+             "help": "timed runs per variant and batch size (default: python -m vitq.bench's)"},
+            {"name": "warmup", "long": "warmup", "type": int, "default": None,
+             "help": "untimed runs first (default: python -m vitq.bench's)"},
         ],
     }
     yield {
@@ -100,14 +104,20 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths, tools: dict[str, str]) ->
     }
 
 
-def run_bench(recipe_file: str, artifacts_root: str, repeats: int, warmup: int) -> bool | TaskFailed:
-    """doit action: benchmark every variant in a child process (vitq.bench), holding the build lock."""
+def bench_inputs(recipe: Recipe, paths: ArtifactPaths) -> list[Path]:
+    """The build outputs a benchmark reads: every variant's file and the sample images."""
+    return [*(paths.file(v.id) for v in variants_for(recipe) if v.file), paths.samples_labels]
+
+
+def run_bench(recipe_file: str, artifacts_root: str, repeats: int | None, warmup: int | None) -> bool | TaskFailed:
+    """doit action: benchmark every variant in a child process (python -m vitq.bench), holding the build lock."""
     try:
         hold_build_lock(Path(artifacts_root))
     except VitqError as exc:
         return TaskFailed(str(exc))
-    command = [sys.executable, "-m", "vitq.bench", recipe_file, artifacts_root,
-               "--repeats", str(repeats), "--warmup", str(warmup)]
+    command = [sys.executable, "-m", "vitq.bench", recipe_file, artifacts_root]
+    command += [*(["--repeats", str(repeats)] if repeats is not None else []),
+                *(["--warmup", str(warmup)] if warmup is not None else [])]
     try:
         proc = subprocess.run(command, preexec_fn=_die_with_parent)
     except KeyboardInterrupt:
@@ -133,11 +143,21 @@ def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskF
         return True
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     if proc.returncode == USER_ERROR and lines:
-        return TaskFailed(lines[-1])
+        return TaskFailed(user_error(lines))
     sys.stderr.write(proc.stderr)
     return TaskFailed(f"stage {stage} crashed (exit {proc.returncode}); this is a vitq bug, output above")
 
 
+def user_error(stderr_lines: list[str]) -> str:
+    """The stage's error: its last line, or a "<file>: N problems" header and the N lines after it."""
+    for i in range(len(stderr_lines) - 1, -1, -1):
+        found = PROBLEMS_HEADER.search(stderr_lines[i])
+        if found and len(stderr_lines) - i - 1 == int(found.group(1)):
+            return "\n".join(stderr_lines[i:])
+    return stderr_lines[-1]
+
+
+PROBLEMS_HEADER = re.compile(r": (\d+) problems$")
 INTERRUPTED = "interrupted: finished stages are kept; run the same command again to continue"
 
 _held_locks: dict[Path, Any] = {}

@@ -1,14 +1,84 @@
-"""The evaluated variants and the artifact each comes from. Torch-free, for reports and tasks."""
+"""THE table of model variants: every other module (pipeline, evaluation, gates, manifest, report, bench,
+release, verify, predict) derives what it does from these rows. Torch-free, cheap to import.
 
-REFERENCE = "fp32"
-# variant -> artifact name in the manifest (None: built in memory from the fp32 weights)
-VARIANT_ARTIFACT = {
-    "fp32": "fp32",
-    "int8_eager": None,
-    "int8": "int8",
-    "optimized": "optimized",
-    "lite": "lite",
-    "onnx_fp32": "onnx_fp32",
-    "onnx_int8": "onnx_int8",
-}
-QUANTIZED = ("int8_eager", "int8", "optimized", "lite", "onnx_int8")
+Adding a variant is one row here, the stage that writes its file (a module ``<id>.py`` in the stages package
+plus its entry in ``vitq.pipeline``), and, for a new kind of file, a loader in ``vitq.runtimes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+REFERENCE = "fp32"  # what every other variant is compared with
+MOBILE = "lite"  # the file an app ships
+
+Runtime = Literal["torch_eager", "torch_eager_int8", "torchscript_memory", "torchscript", "lite", "onnxruntime"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str  # one name everywhere: stage, manifest, eval.json, bench.json, report
+    file: str | None  # artifact file name in the build folder; None: built in memory from fp32 at run time
+    format: str  # manifest format of the file
+    parents: tuple[str, ...]  # made from the first of these the recipe builds
+    runtime: Runtime  # which loader in vitq.runtimes runs it
+    engine: Literal["recipe"] | None  # "recipe": run with the recipe's quantize.engine (a torch quantized model)
+    quantized: bool  # int8 (or float16) weights: judged by the accuracy gates
+    shipped: bool  # listed in the manifest and packed into a release
+    label: str  # how bench and reports name it
+    requires: str | None = None  # a boolean recipe field that switches the variant on
+
+    def applies(self, recipe: Any) -> bool:
+        if self.requires is None:
+            return True
+        section, key = self.requires.split(".")
+        return bool(getattr(getattr(recipe, section), key))
+
+    def engine_for(self, recipe: Any) -> str | None:
+        return recipe.quantize.engine if self.engine == "recipe" else None
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("fp32", "fp32.safetensors", "safetensors", (), "torch_eager", None, False, True, "fp32 eager"),
+    Variant("fp32_script", None, "torchscript", ("fp32",), "torchscript_memory", None, False, False,
+            "fp32 TorchScript"),
+    Variant("int8_eager", None, "torch-eager", ("fp32",), "torch_eager_int8", "recipe", True, False, "int8 eager"),
+    Variant("int8", "int8.pt", "torchscript", ("fp32",), "torchscript", "recipe", True, True, "int8 TorchScript"),
+    Variant("optimized", "int8.optimized.pt", "torchscript-mobile", ("int8",), "torchscript", "recipe", True, True,
+            "int8 optimized", requires="mobile.optimize"),
+    Variant("lite", "int8.ptl", "pytorch-lite", ("optimized", "int8"), "lite", "recipe", True, True, "int8 .ptl lite"),
+    Variant("onnx_fp32", "fp32.onnx", "onnx", ("fp32",), "onnxruntime", None, False, True, "onnxruntime fp32"),
+    Variant("onnx_int8", "int8.onnx", "onnx", ("onnx_fp32",), "onnxruntime", None, True, True, "onnxruntime int8"),
+)
+BY_ID = {v.id: v for v in VARIANTS}
+
+
+def variant(variant_id: str) -> Variant:
+    return BY_ID[variant_id]
+
+
+def variants_for(recipe: Any) -> list[Variant]:
+    """The variants a build of this recipe has, in table order."""
+    return [v for v in VARIANTS if v.applies(recipe)]
+
+
+def shipped(recipe: Any) -> list[Variant]:
+    """The variants whose files are build artifacts (manifest, release)."""
+    return [v for v in variants_for(recipe) if v.shipped]
+
+
+def parent_of(variant_id: str, recipe: Any) -> str | None:
+    """The variant this one is made from, for this recipe (lite comes from optimized only when it is built)."""
+    built = {v.id for v in variants_for(recipe)}
+    return next((p for p in BY_ID[variant_id].parents if p in built), None)
+
+
+def loaded_from(variant_id: str) -> str:
+    """The variant whose file this one is loaded from: its own, or for in-memory variants the fp32 weights."""
+    return variant_id if BY_ID[variant_id].file else REFERENCE
+
+
+def for_file(name: str) -> Variant | None:
+    """The variant an artifact file name belongs to (``vitq predict int8.ptl``)."""
+    return next((v for v in VARIANTS if v.file == name), None)

@@ -9,8 +9,6 @@ from typing import Any
 from vitq import manifest as mf
 from vitq.errors import VitqError
 from vitq.fileio import sha256_file
-from vitq.layout import ArtifactPaths
-from vitq.recipe import Recipe
 
 METRIC_TOLERANCE = {"max_abs_logit_diff": 1e-5, "mean_abs_logit_diff": 1e-6}
 
@@ -29,12 +27,6 @@ def verify(manifest_path: Path, rerun: bool = True) -> list[str]:
     return problems
 
 
-def recipe_from_manifest(manifest: dict[str, Any], root: Path) -> Recipe:
-    """The resolved recipe the build used; enough to rebuild architectures and preprocessing."""
-    resolved = dict(manifest["recipe"]["resolved"])
-    return Recipe.model_validate({**resolved, "source": str(root / f"{resolved['name']}.yaml")}, strict=False)
-
-
 def _check_files(manifest: dict[str, Any], root: Path) -> list[str]:
     problems = []
     for artifact in manifest["artifacts"]:
@@ -45,27 +37,27 @@ def _check_files(manifest: dict[str, Any], root: Path) -> list[str]:
             problems.append(f"{file}: {file.stat().st_size} bytes, manifest says {artifact['bytes']}")
         elif sha256_file(file) != artifact["sha256"]:
             problems.append(f"{file}: sha256 differs from the manifest")
-    paths = ArtifactPaths(root)
+    labels = root / manifest["samples"]["labels"]
     try:
-        samples = mf.samples_record(paths)
+        samples = mf.samples_record(labels, root)
     except VitqError as exc:
         return problems + [str(exc)]
     except FileNotFoundError as exc:
         return problems + [f"{exc.filename}: missing (sample image)"]
     if samples["sha256"] != manifest["samples"]["sha256"]:
-        problems.append(f"{paths.samples_dir}: sample images or labels differ from the manifest")
+        problems.append(f"{labels.parent}: sample images or labels differ from the manifest")
     return problems
 
 
 def _rerun(manifest: dict[str, Any], manifest_path: Path) -> list[str]:
     from vitq.evaluate import evaluate
-    from vitq.runner import configure_torch
+    from vitq.torch_setup import configure_torch
 
     root = manifest_path.parent
-    recipe = recipe_from_manifest(manifest, root)
+    recipe = mf.recipe_from_manifest(manifest, root)
     configure_torch(recipe)
-    paths = ArtifactPaths(root)
-    result = evaluate(recipe, paths)
+    files = mf.artifact_files(manifest, root)
+    result = evaluate(recipe, files, root / manifest["samples"]["labels"])
     problems = []
     for variant, recorded in manifest["accuracy"].items():
         now = result["metrics"].get(variant)
@@ -74,7 +66,7 @@ def _rerun(manifest: dict[str, Any], manifest_path: Path) -> list[str]:
             continue
         for key, value in recorded.items():
             if not _close(key, value, now.get(key)):
-                problems.append(f"{_file_of(manifest, variant, root)}: {variant} {key} is {now.get(key)}, manifest says {value}")
+                problems.append(f"{files.get(variant, manifest_path)}: {variant} {key} is {now.get(key)}, manifest says {value}")
     return problems
 
 
@@ -82,11 +74,3 @@ def _close(key: str, recorded: Any, now: Any) -> bool:
     if recorded is None or now is None:
         return recorded is now
     return math.isclose(float(recorded), float(now), rel_tol=0, abs_tol=METRIC_TOLERANCE.get(key, 1e-9))
-
-
-def _file_of(manifest: dict[str, Any], variant: str, root: Path) -> Path:
-    from vitq.variants import VARIANT_ARTIFACT
-
-    name = VARIANT_ARTIFACT.get(variant) or "fp32"
-    path = next((a["path"] for a in manifest["artifacts"] if a["name"] == name), "manifest.json")
-    return root / path

@@ -1,4 +1,6 @@
-"""One module per build stage, each with ``run(recipe, paths) -> summary``. The only torch importers.
+"""One module per build stage, each ``run(recipe, inputs, outputs) -> summary``; only vitq.runner imports them.
 
-Stages never call each other: doit wires them through the files named in ``vitq.pipeline``.
+``inputs`` and ``outputs`` map names to the very paths ``vitq.pipeline`` gives doit as file_dep and targets.
+Stages never call each other: doit wires them through those files. Shared torch code lives below them
+(vitq.models, vitq.convert, vitq.runtimes).
 """

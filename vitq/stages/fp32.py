@@ -11,11 +11,10 @@ from safetensors.torch import save_file
 from vitq import models
 from vitq.fileio import atomic_path
 from vitq.labels import METADATA_KEY, class_names_for
-from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
 
 
-def run(recipe: Recipe, paths: ArtifactPaths) -> str:
+def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
     kind = recipe.weights.kind
     note = ""
     if kind == "hub":
@@ -24,7 +23,7 @@ def run(recipe: Recipe, paths: ArtifactPaths) -> str:
         torch.manual_seed(recipe.weights.random.seed if kind == "random" else _train_seed(recipe))
         model = models.create_model(recipe)
         if kind == "file":
-            model = models.load_weights_file(recipe, model, Path(recipe.weights.file))
+            model = models.load_weights_file(recipe, model, inputs["weights"])
         elif kind == "train":
             from vitq.training import train
 
@@ -32,7 +31,7 @@ def run(recipe: Recipe, paths: ArtifactPaths) -> str:
             note = f", trained {recipe.weights.train.epochs} epochs, held-out top-1 {accuracy:.1%}"
         else:
             note = ", random init (untrained: accuracy is not meaningful)"
-    save_fp32(model, recipe, paths.fp32)
+    save_fp32(model, recipe, outputs["fp32"])
     params = sum(p.numel() for p in model.parameters())
     return f"{recipe.model.source}:{recipe.model.name} {params / 1e6:.2f}M params, weights={kind}{note}"
 

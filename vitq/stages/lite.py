@@ -3,34 +3,36 @@ on a real sample image (the eval stage later scores it on all of them)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-from torch.jit.mobile import _load_for_lite_interpreter
 
 from vitq.errors import VitqError
 from vitq.fileio import atomic_path
-from vitq.layout import ArtifactPaths
+from vitq.layout import SAMPLES
 from vitq.preprocess import load_batch
 from vitq.recipe import Recipe
+from vitq.runtimes import load_lite, load_torchscript
 from vitq.samples import read_samples
 
 TOLERANCE = 1e-4
 
 
-def run(recipe: Recipe, paths: ArtifactPaths) -> str:
-    source = paths.optimized if recipe.mobile.optimize else paths.int8
-    scripted = torch.jit.load(str(source), map_location="cpu")
-    sample = read_samples(paths)[0].path
-    with atomic_path(paths.lite) as tmp:
+def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
+    [source] = [path for key, path in inputs.items() if key != SAMPLES]  # optimized, or int8 when not built
+    scripted = load_torchscript(source)
+    sample = read_samples(inputs[SAMPLES])[0].path
+    with atomic_path(outputs["lite"]) as tmp:
         scripted._save_for_lite_interpreter(str(tmp))
         diff, top1 = check_lite(recipe, scripted, tmp, sample)
-    return (f"{source.name} -> {paths.lite.name}, reloaded in the lite interpreter and run on {sample.name} "
+    return (f"{source.name} -> {outputs['lite'].name}, reloaded in the lite interpreter and run on {sample.name} "
             f"(class {top1}): max |dlogit| vs source {diff:.1e}")
 
 
-def check_lite(recipe: Recipe, scripted: torch.jit.ScriptModule, lite_file, image) -> tuple[float, int]:
+def check_lite(recipe: Recipe, scripted: torch.jit.ScriptModule, lite_file: Path, image: Path) -> tuple[float, int]:
     """Run the freshly written .ptl on one preprocessed image, as an app would; refuse a file that disagrees."""
     inputs = load_batch(recipe.preprocess, [image])
-    lite = _load_for_lite_interpreter(str(lite_file))
+    lite = load_lite(lite_file)
     with torch.no_grad():
         expected = scripted(inputs)
         got = lite(inputs)

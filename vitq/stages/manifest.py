@@ -7,25 +7,25 @@ stage then fails with one line per failed check, so the build exits non-zero.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from vitq import manifest as mf
 from vitq.errors import GateError
 from vitq.fileio import write_text
 from vitq.gates import failures, run_checks
-from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
 from vitq.report import markdown, table
 
 
-def run(recipe: Recipe, paths: ArtifactPaths) -> str:
-    evaluation = json.loads(paths.eval.read_text(encoding="utf-8"))
+def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
+    evaluation = json.loads(inputs["eval"].read_text(encoding="utf-8"))
     checks = run_checks(recipe, evaluation["metrics"])
-    manifest = mf.build_manifest(recipe, paths, evaluation, checks)
-    write_text(paths.manifest, mf.dumps(manifest))
-    write_text(paths.report, markdown(manifest))
+    manifest = mf.build_manifest(recipe, inputs, outputs["manifest"].parent, evaluation, checks)
+    write_text(outputs["manifest"], mf.dumps(manifest))
+    write_text(outputs["report"], markdown(manifest))
     print(table(manifest), flush=True)
     failed = failures(checks)
     if failed:
         raise GateError(f"{recipe.name}: " + "; ".join(failed))
     applicable = sum(c["passed"] is not None for c in checks)
-    return f"{applicable} checks passed -> {paths.manifest.name}, {paths.report.name}"
+    return f"{applicable} checks passed -> {outputs['manifest'].name}, {outputs['report'].name}"

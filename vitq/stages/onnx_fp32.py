@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,18 +17,17 @@ import torch
 from vitq import models
 from vitq.errors import VitqError
 from vitq.fileio import atomic_path
-from vitq.layout import ArtifactPaths
-from vitq.onnxrt import session
 from vitq.recipe import Recipe
+from vitq.runtimes import onnx_session
 
 INPUT_NAME, OUTPUT_NAME = "pixel_values", "logits"
 
 
-def run(recipe: Recipe, paths: ArtifactPaths) -> str:
-    model = models.load_fp32(recipe, paths.fp32)
+def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
+    model = models.load_fp32(recipe, inputs["fp32"])
     example = models.example_input(recipe).repeat(2, 1, 1, 1)  # batch 1 would be specialised away
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with atomic_path(paths.onnx_fp32) as tmp:
+    with atomic_path(outputs["onnx_fp32"]) as tmp:
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every step
                 program = torch.onnx.export(
@@ -42,10 +42,10 @@ def run(recipe: Recipe, paths: ArtifactPaths) -> str:
     return f"torch.onnx.export(dynamo, opset {recipe.export.opset}) + onnx.checker; onnxruntime vs torch max |dlogit| {diff:.1e}"
 
 
-def _smoke(model: torch.nn.Module, file, recipe: Recipe) -> float:
+def _smoke(model: torch.nn.Module, file: Path, recipe: Recipe) -> float:
     size = recipe.preprocess.crop
     inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = model(inputs).numpy()
-    got = session(file, recipe.threads).run(None, {INPUT_NAME: inputs.numpy()})[0]
+    got = onnx_session(file, 1).run(None, {INPUT_NAME: inputs.numpy()})[0]
     return float(np.abs(got - expected).max())

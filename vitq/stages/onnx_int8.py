@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from vitq.fileio import atomic_path
-from vitq.layout import ArtifactPaths
-from vitq.onnxrt import session
 from vitq.recipe import Recipe
+from vitq.runtimes import onnx_session
 
 
-def run(recipe: Recipe, paths: ArtifactPaths) -> str:
+def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice on every call
-    with atomic_path(paths.onnx_int8) as tmp:
-        quantize_dynamic(str(paths.onnx_fp32), str(tmp), weight_type=QuantType.QInt8)
-        session(tmp, recipe.threads)  # refuse a file onnxruntime cannot load
+    with atomic_path(outputs["onnx_int8"]) as tmp:
+        quantize_dynamic(str(inputs["onnx_fp32"]), str(tmp), weight_type=QuantType.QInt8)
+        onnx_session(tmp, 1)  # refuse a file onnxruntime cannot load
     return "onnxruntime.quantization.quantize_dynamic(weights QInt8)"

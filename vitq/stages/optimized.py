@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
+
 from torch.utils.mobile_optimizer import MobileOptimizerType, optimize_for_mobile
 
 from vitq.fileio import atomic_path
-from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
+from vitq.runtimes import load_torchscript
 
 
-def run(recipe: Recipe, paths: ArtifactPaths) -> str:
-    scripted = torch.jit.load(str(paths.int8), map_location="cpu")
+def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
     blocklist = {getattr(MobileOptimizerType, name) for name in recipe.mobile.blocklist}
-    optimized = optimize_for_mobile(scripted, optimization_blocklist=blocklist)
-    with atomic_path(paths.optimized) as tmp:
+    optimized = optimize_for_mobile(load_torchscript(inputs["int8"]), optimization_blocklist=blocklist)
+    with atomic_path(outputs["optimized"]) as tmp:
         optimized.save(str(tmp))
     skipped = f" (skipping {', '.join(sorted(recipe.mobile.blocklist))})" if blocklist else ""
     return f"optimize_for_mobile{skipped}"

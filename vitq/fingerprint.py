@@ -1,0 +1,115 @@
+"""What a stage's result depends on: the vitq code it runs, the recipe fields it reads, the tool versions
+that shape its bytes. doit reruns a stage when this changes (``config_changed``), so an upgrade of vitq or
+of a library never serves stale artifacts, and an edit reruns only the stages that read it.
+
+The code a stage runs is found statically (``ast``): its module and every ``vitq`` module it imports,
+at top level or inside functions, followed transitively. No torch import: this runs when doit loads.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Everything that shapes the bytes of some artifact: recorded in every manifest.
+RECORDED_TOOLS = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxscript", "safetensors",
+                  "numpy", "pillow", "scikit-learn", "scikit-image", "doit")
+# Every stage runs through these (vitq.runner sets torch up before the stage module runs).
+ALWAYS = ("vitq.torch_setup",)
+
+
+def module_file(module: str) -> Path | None:
+    parts = module.split(".")[1:]
+    base = PACKAGE_DIR.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.cache
+def _direct_imports(module: str) -> frozenset[str]:
+    file = module_file(module)
+    if file is None:
+        return frozenset()
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "vitq"}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] == "vitq":
+                found.add(node.module)
+                found |= {f"{node.module}.{alias.name}" for alias in node.names}  # `from vitq import models`
+    return frozenset(m for m in found if module_file(m) is not None)
+
+
+@functools.cache
+def code_closure(module: str) -> tuple[str, ...]:
+    """The vitq modules ``module`` may run: itself and everything it imports, transitively, sorted."""
+    seen, todo = set(), [module, *ALWAYS]
+    while todo:
+        current = todo.pop()
+        if current not in seen and module_file(current) is not None:
+            seen.add(current)
+            todo.extend(_direct_imports(current))
+    return tuple(sorted(seen))
+
+
+@functools.cache
+def code_digest(module: str) -> str:
+    """sha256 over the source of every module in the closure (names and bytes)."""
+    digest = hashlib.sha256()
+    for name in code_closure(module):
+        digest.update(f"{name}\0".encode() + module_file(name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def field_values(recipe: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The recipe fields a stage reads, as plain JSON data. A field under a missing section is None."""
+    values: dict[str, Any] = {}
+    for dotted in fields:
+        if dotted == "*":
+            values[dotted] = recipe.resolved()
+            continue
+        node: Any = recipe
+        for part in dotted.split("."):
+            node = getattr(node, part, None) if node is not None else None
+        values[dotted] = node.model_dump(mode="json", exclude_none=True) if isinstance(node, BaseModel) else node
+    return values
+
+
+@functools.cache
+def tool_version(distribution: str) -> str:
+    if distribution == "python":
+        return platform.python_version()
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "missing"
+
+
+def tool_versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    return {d: tool_version(d) for d in ("python", *distributions)}
+
+
+def stage_fingerprint(stage: Any, recipe: Any, tools: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Everything that shapes a stage's output except its input files (doit hashes those itself)."""
+    return {
+        "code": code_digest(stage.module),
+        "fields": field_values(recipe, stage.fields),
+        "tools": tool_versions(stage.tools if tools is None else tools),
+    }
+
+
+def canonical(data: Any) -> str:
+    """A canonical JSON string: equal data, equal string."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

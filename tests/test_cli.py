@@ -1,0 +1,37 @@
+"""The vitq command: exit codes and one-line errors, as a user (or CI) sees them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vitq.cli import main
+
+
+def test_verify_json_says_ok_and_exits_zero(tiny_build, capsys):
+    assert main(["verify", str(tiny_build.manifest), "--json", "--no-rerun"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+
+
+def test_verify_of_a_missing_manifest_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "manifest.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vitq: ") and "manifest not found" in err
+
+
+def test_report_shows_the_report_and_each_stages_cost(tiny_build, capsys):
+    assert main(["report", str(tiny_build.root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# tiny 0.0.0: PASSED") and "| stage | seconds | peak RSS MB |" in out and "| int8 |" in out
+
+
+@pytest.mark.e2e
+def test_the_installed_command_predicts_with_names(tiny_build):
+    proc = subprocess.run([sys.executable, "-m", "vitq.cli", "predict", str(tiny_build.file("lite")),
+                           str(tiny_build.samples_dir / "img0.jpg")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("img0.jpg:") and len(lines) == 6 and lines[1].strip().startswith("1. class ")

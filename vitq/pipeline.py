@@ -63,6 +63,14 @@ def _writes(variant_id: str) -> Callable[[Recipe, ArtifactPaths], Files]:
     return lambda recipe, paths: _files(paths, [variant_id])
 
 
+def variant_stage(variant_id: str, doc: str, fields: tuple[str, ...], tools: tuple[str, ...],
+                  samples: bool = False) -> Stage:
+    """The stage that writes a variant's file from its parent's (see the variant table); ``samples``: it also
+    checks itself on a sample image."""
+    return Stage(variant_id, doc, fields, tools, inputs=_from_parent(variant_id, samples=samples),
+                 outputs=_writes(variant_id), applies=BY_ID[variant_id].applies)
+
+
 def _weights_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
     return {"weights": Path(recipe.weights.file)} if recipe.weights.file else {}
 
@@ -97,46 +105,36 @@ STAGES: tuple[Stage, ...] = (
         inputs=_sample_sources,
         outputs=lambda recipe, paths: _samples(paths),
     ),
-    Stage(
+    variant_stage(
         "int8",
         "dynamic int8 quantization of nn.Linear, then TorchScript (script or trace)",
         fields=("model", "preprocess.crop", "quantize", "export.method"),
         tools=MODEL_CODE,
-        inputs=_from_parent("int8"),
-        outputs=_writes("int8"),
     ),
-    Stage(
+    variant_stage(
         "optimized",
         "torch.utils.mobile_optimizer.optimize_for_mobile",
         fields=("mobile.blocklist", "quantize.engine"),
         tools=("torch",),
-        inputs=_from_parent("optimized"),
-        outputs=_writes("optimized"),
-        applies=BY_ID["optimized"].applies,
     ),
-    Stage(
+    variant_stage(
         "lite",
         "lite-interpreter file for PyTorch Mobile, reloaded and run on a sample image vs its source",
         fields=("quantize.engine", "preprocess"),
         tools=("torch", *IMAGES),
-        inputs=_from_parent("lite", samples=True),
-        outputs=_writes("lite"),
+        samples=True,
     ),
-    Stage(
+    variant_stage(
         "onnx_fp32",
         "ONNX export of the float model (dynamo exporter), onnx.checker, onnxruntime smoke run",
         fields=("model", "preprocess.crop", "export.opset"),
         tools=(*MODEL_CODE, "onnx", "onnxscript", "onnxruntime"),
-        inputs=_from_parent("onnx_fp32"),
-        outputs=_writes("onnx_fp32"),
     ),
-    Stage(
+    variant_stage(
         "onnx_int8",
         "onnxruntime dynamic int8 quantization of the ONNX export",
         fields=(),
         tools=("onnx", "onnxruntime"),
-        inputs=_from_parent("onnx_int8"),
-        outputs=_writes("onnx_int8"),
     ),
     Stage(
         "eval",

@@ -17,6 +17,7 @@ def configure_torch(recipe: Any, threads: int | None = None) -> None:
     for category in (DeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=r".*(deprecat|lite interpreter|TorchScript).*")
+    warnings.filterwarnings("ignore", message=r".*qnnpack incorrectly ignores reduce_range.*")  # said per call
     import torch
 
     torch.set_num_threads(threads or recipe.threads)

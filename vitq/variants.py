@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 REFERENCE = "fp32"  # what every other variant is compared with
 MOBILE = "lite"  # the file an app ships
+CROSS_CHECK = "onnx_int8"  # the second yardstick: onnxruntime int8, the fast int8 runtime on x86 servers
 
 Runtime = Literal["torch_eager", "torch_eager_int8", "torchscript_memory", "torchscript", "lite", "onnxruntime"]
 

@@ -34,11 +34,10 @@ from typing import Any
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths
 from vitq.recipe import Recipe
-from vitq.variants import MOBILE, REFERENCE, Variant, loaded_from, variants_for
+from vitq.variants import CROSS_CHECK, MOBILE, REFERENCE, Variant, loaded_from, variants_for
 
 SCHEMA_ID = "vitq.bench/2"
 ENGINES = ("qnnpack", "x86", "fbgemm")  # measured where this torch build has them
-CROSS_CHECK = "onnx_int8"  # the second yardstick: onnxruntime int8, the fast int8 runtime on x86 servers
 RATIO_TO = {REFERENCE: f"ratio_vs_{REFERENCE}", CROSS_CHECK: f"ratio_vs_{CROSS_CHECK}"}
 MB = 1024 * 1024
 

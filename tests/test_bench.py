@@ -20,15 +20,13 @@ from vitq.bench.chart import chart
 from vitq.bench.measure import ENGINES
 from vitq.bench.report import markdown
 from vitq.layout import ArtifactPaths
-from vitq.pipeline import stages_for
-from vitq.runner import run_stage
-from vitq.torch_setup import configure_torch
+from vitq.recipe import load_recipe
+from vitq.variants import VARIANTS
 
 from conftest import REPO
 from helpers_models import tiny_recipe
 
 BATCHES = ("1", "8")
-NOT_BUILT_HERE = ("eval", "manifest")  # the bench reads model files and samples only
 
 
 def bench(recipe_file, root, *extra):
@@ -39,15 +37,15 @@ def bench(recipe_file, root, *extra):
 
 
 @pytest.fixture(scope="module")
-def benched(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bench")
-    recipe = tiny_recipe(folder)
-    configure_torch(recipe)
-    paths = ArtifactPaths.for_recipe(folder / "out", recipe.name)
-    for stage in stages_for(recipe):  # STAGES order
-        if stage.name not in NOT_BUILT_HERE:
-            run_stage(stage.name, recipe, paths)
-    proc = bench(recipe.source, folder / "out")
+def benched(tiny_build, tmp_path_factory):
+    """A private copy of the shared tiny build (recipe, images, artifacts), benchmarked as a user would."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("bench") / "tiny"
+    shutil.copytree(tiny_build.root.parent.parent, folder)
+    recipe = load_recipe(folder / "tiny.yaml")
+    paths = ArtifactPaths.for_recipe(folder / "artifacts", recipe.name)
+    proc = bench(recipe.source, folder / "artifacts")
     assert proc.returncode == 0, proc.stderr
     return paths, proc
 
@@ -55,8 +53,9 @@ def benched(tmp_path_factory):
 def expected_variants():
     """The table's rows; int8 eager again for every other engine of this torch build (the recipe's: qnnpack)."""
     others = [e for e in ENGINES if e != "qnnpack" and e in torch.backends.quantized.supported_engines]
-    return ["fp32", "fp32_script", "int8_eager", *[f"int8_eager@{e}" for e in others], "int8", "optimized", "lite",
-            "onnx_fp32", "onnx_int8"]
+    ids = [v.id for v in VARIANTS]
+    at = ids.index("int8_eager") + 1
+    return ids[:at] + [f"int8_eager@{e}" for e in others] + ids[at:]
 
 
 def test_bench_json_has_every_variant_at_both_batch_sizes(benched):

@@ -27,7 +27,9 @@ def test_a_build_manifest_lists_every_shipped_variant_with_hash_size_parent_and_
             assert a["sha256"] == sha256_file(file) and a["bytes"] == file.stat().st_size
     assert set(manifest["accuracy"]) == {v.id for v in VARIANTS}
     assert manifest["samples"]["images"] == 6 and manifest["passed"] is True
-    assert {"scikit-learn", "scikit-image", "torch"} <= set(manifest["versions"])
+    assert {"scikit-learn", "scikit-image", "torch", "executorch", "torchao"} <= set(manifest["versions"])
+    assert artifacts["pte"]["format"] == "executorch" and artifacts["pte"]["parent"] == "fp32"
+    assert artifacts["pte"]["delegation"] == json.loads(tiny_build.delegation.read_text())
 
 
 def test_the_schema_takes_its_variant_and_format_names_from_the_table():

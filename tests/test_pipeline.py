@@ -46,7 +46,7 @@ def test_evaluation_and_manifest_read_every_variant_file(tmp_path):
     paths = ArtifactPaths(tmp_path / "out")
     files = {v.id for v in variants_for(recipe) if v.file}
     assert files | {SAMPLES} == set(stage_named("eval").inputs(recipe, paths))
-    assert files | {SAMPLES, "eval"} == set(stage_named("manifest").inputs(recipe, paths))
+    assert files | {SAMPLES, "eval", "delegation"} == set(stage_named("manifest").inputs(recipe, paths))
 
 
 def test_a_users_sample_folder_is_a_stage_input_file_by_file(tmp_path):
@@ -88,8 +88,9 @@ def covered(read: str, declared: tuple[str, ...]) -> bool:
 def test_each_stage_reads_only_the_recipe_fields_it_declares(tmp_path, source):
     if source == "tiny":
         recipe = tiny_recipe(tmp_path)
-    else:  # the training recipe, two short epochs: reads weights.train, held-out samples
-        recipe = load_recipe(write_recipe(tmp_path, "quick", f"extends: {DIGITS}\nweights: {{train: {{epochs: 1, holdout: 0.05}}}}\n"))
+    else:  # the training recipe, one short epoch: reads weights.train, held-out samples (the .pte: see tiny)
+        recipe = load_recipe(write_recipe(tmp_path, "quick", f"extends: {DIGITS}\nweights: {{train: {{epochs: 1, holdout: 0.05}}}}\n"
+                                          "executorch: {enabled: false}\n"))
     configure_torch(recipe)
     paths = ArtifactPaths.for_recipe(tmp_path / "out", recipe.name)
     for stage in stages_for(recipe):

@@ -158,6 +158,7 @@ def test_bad_input_is_one_line_naming_the_file_and_leaves_artifacts_untouched(ti
     shutil.copytree(tiny_build.root.parent.parent, folder, ignore=shutil.ignore_patterns("artifacts"))
     shutil.copytree(tiny_build.root.parent, out)
     recipe_file = folder / "tiny.yaml"
+    recipe_file.write_text(recipe_file.read_text() + "executorch: {enabled: false}\n")  # spares each case an export
     if edit_recipe:
         recipe_file.write_text(edit_recipe(recipe_file.read_text()))
     if prepare:
@@ -168,3 +169,52 @@ def test_bad_input_is_one_line_naming_the_file_and_leaves_artifacts_untouched(ti
     assert "\n" not in str(info.value) and message in str(info.value)
     after = {p.name: sha256_file(p) for p in (out / "tiny").glob("*") if p.is_file() and p.suffix != ".jsonl"}
     assert after == before
+
+
+# ---------------------------------------------------------------- the ExecuTorch program
+
+
+def test_the_pte_stage_writes_a_program_executorch_runs_and_records_what_xnnpack_took(tiny_build):
+    import json
+
+    import numpy as np
+
+    from vitq.runtimes import load_pte
+
+    recipe = load_recipe(tiny_build.root.parent.parent / "tiny.yaml")
+    delegation = json.loads(tiny_build.delegation.read_text())
+    assert delegation["backend"] == "XnnpackBackend" and delegation["delegated_nodes"] > delegation["portable_nodes"] > 0
+    assert "aten_native_layer_norm_default" in delegation["portable_operators"]  # layer_norm stays on portable kernels
+    reference = models.load_fp32(recipe, tiny_build.file("fp32"))
+    with torch.no_grad():
+        want = reference(INPUT).numpy()
+    got = load_pte(tiny_build.file("pte"))(INPUT)
+    assert got.shape == (3, 5) and np.abs(got - want).max() < 0.05 * np.abs(want).max()
+    assert tiny_build.file("pte").stat().st_size < 0.7 * tiny_build.file("fp32").stat().st_size
+
+
+def test_a_float_pte_matches_fp32_closely(tmp_path):
+    import numpy as np
+
+    from vitq.runtimes import load_pte
+
+    recipe = tiny_recipe(tmp_path, extra="executorch: {quantize: none}\n")
+    paths = build(recipe, tmp_path / "out", ["fp32", "samples", "pte"])
+    with torch.no_grad():
+        want = models.load_fp32(recipe, paths.file("fp32"))(INPUT).numpy()
+    assert np.abs(load_pte(paths.file("pte"))(INPUT) - want).max() < 1e-4
+
+
+def test_a_model_torch_export_cannot_handle_is_one_line_naming_the_recipe_and_what_to_try(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Dynamic control flow is not supported\nlong explanation")
+
+    recipe = tiny_recipe(tmp_path)
+    build(recipe, tmp_path / "out", ["fp32", "samples"])
+    monkeypatch.setattr(torch.export, "export", refuse)
+    with pytest.raises(RecipeError) as info:
+        build(recipe, tmp_path / "out", ["pte"])
+    line = str(info.value)
+    assert "\n" not in line and line.startswith(str(tmp_path / "tiny.yaml")) and ": executorch: torch.export cannot export" in line
+    assert "Dynamic control flow is not supported" in line and "executorch: {enabled: false}" in line
+    assert not (tmp_path / "out" / "tiny" / "int8.pte").exists()

@@ -47,7 +47,14 @@ def test_lite_is_made_from_optimized_only_when_the_recipe_optimizes(tmp_path):
     plain = recipe(tmp_path / "b", "mobile: {optimize: false}\n")
     assert parent_of("lite", plain) == "int8"
     assert "optimized" not in [v.id for v in variants_for(plain)]
-    assert [v.id for v in shipped(plain)] == ["fp32", "int8", "lite", "onnx_fp32", "onnx_int8"]
+    assert [v.id for v in shipped(plain)] == ["fp32", "int8", "lite", "onnx_fp32", "onnx_int8", "pte"]
+
+
+def test_the_executorch_program_is_switched_and_quantized_by_its_recipe_section(tmp_path):
+    assert BY_ID["pte"].is_quantized(recipe(tmp_path / "a"))
+    assert not BY_ID["pte"].is_quantized(recipe(tmp_path / "b", "executorch: {quantize: none}\n"))
+    off = recipe(tmp_path / "c", "executorch: {enabled: false}\n")
+    assert "pte" not in [v.id for v in variants_for(off)] and BY_ID["int8"].is_quantized(off)
 
 
 def test_in_memory_variants_load_from_the_fp32_weights():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,3 +46,61 @@ def _check_trace(recipe: Any, eager: torch.nn.Module, traced: torch.jit.ScriptMo
         diff = (eager(inputs) - traced(inputs)).abs().max().item()
     if diff > TRACE_TOLERANCE:
         raise RecipeError(recipe.path, "export.method", f"traced module differs from eager by {diff:.2e} (> {TRACE_TOLERANCE})")
+
+
+def export_executorch(recipe: Any, model: torch.nn.Module) -> tuple[bytes, dict[str, Any]]:
+    """The model as an ExecuTorch program lowered to XNNPACK, dynamic int8 per-channel unless
+    ``executorch.quantize: none``; with what the partitioner delegated (nodes per operator).
+
+    torch.export (non-strict: transformers' forward takes keywords) -> XNNPACKQuantizer + pt2e (one
+    calibration call) -> to_edge_transform_and_lower(XnnpackPartitioner) -> to_executorch. Exported for
+    batch 1, as an app runs it.
+    """
+    _use_venv_flatc()
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's import warns about an Enum
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import to_edge_transform_and_lower
+
+    example = (models.example_input(recipe),)
+    try:
+        program = torch.export.export(model, example, strict=False)
+        if recipe.executorch.quantize == "dynamic_int8":
+            program = torch.export.export(_quantize_pt2e(program.module(), example), example, strict=False)
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecipeError(recipe.path, "executorch", f"torch.export cannot export {recipe.model.name} for ExecuTorch "
+                          f"({first[:200]}); try executorch: {{quantize: none}}, or switch the .pte off with "
+                          "executorch: {enabled: false}") from None
+    info = get_delegation_info(edge.exported_program().graph_module)
+    portable = {op: b.non_delegated for op, b in sorted(info.delegation_by_operator.items())
+                if b.non_delegated and op != "getitem"}  # getitem only unpacks tuples
+    delegation = {
+        "backend": "XnnpackBackend",
+        "delegated_subgraphs": info.num_delegated_subgraphs,
+        "delegated_nodes": info.num_delegated_nodes,
+        "portable_nodes": info.num_non_delegated_nodes,
+        "portable_operators": portable,
+    }
+    return edge.to_executorch().buffer, delegation
+
+
+def _quantize_pt2e(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.nn.Module:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    prepared = prepare_pt2e(module, quantizer)
+    prepared(*example)  # dynamic quantization: one call records the graph, no calibration data needed
+    return convert_pt2e(prepared)
+
+
+def _use_venv_flatc() -> None:
+    """The exporter runs `flatc`; the wheel ships it beside this interpreter, not always on PATH."""
+    flatc = Path(sys.executable).with_name("flatc")
+    if "FLATC_EXECUTABLE" not in os.environ and flatc.is_file():
+        os.environ["FLATC_EXECUTABLE"] = str(flatc)

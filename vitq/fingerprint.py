@@ -22,7 +22,7 @@ from pydantic import BaseModel
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Everything that shapes the bytes of some artifact: recorded in every manifest.
 RECORDED_TOOLS = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxscript", "safetensors",
-                  "numpy", "pillow", "scikit-learn", "scikit-image", "doit")
+                  "numpy", "pillow", "scikit-learn", "scikit-image", "doit", "executorch", "torchao")
 # Every stage runs through these (vitq.runner sets torch up before the stage module runs).
 ALWAYS = ("vitq.torch_setup",)
 

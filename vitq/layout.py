@@ -52,6 +52,11 @@ class ArtifactPaths:
         return self.root / "report.md"
 
     @property
+    def delegation(self) -> Path:
+        """What ExecuTorch's XNNPACK partitioner took and what it left on portable kernels (for the manifest)."""
+        return self.root / "pte-delegation.json"
+
+    @property
     def build_log(self) -> Path:
         return self.root / "build-log.jsonl"
 

@@ -34,6 +34,7 @@ def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evalua
     """``files`` maps every shipped variant id (and ``samples``) to its file under ``root``."""
     resolved = recipe.resolved()
     fp32_bytes = files[REFERENCE].stat().st_size
+    delegation = json.loads(files["delegation"].read_text(encoding="utf-8")) if "delegation" in files else None
     artifacts = []
     for variant in shipped(recipe):
         file = files[variant.id]
@@ -42,6 +43,7 @@ def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evalua
             "name": variant.id, "path": _relative(file, root), "format": variant.format, "bytes": size,
             "sha256": sha256_file(file), "parent": parent_of(variant.id, recipe),
             "size_ratio_vs_fp32": round(size / fp32_bytes, 4),
+            **({"delegation": delegation} if variant.runtime == "executorch" and delegation else {}),
         })
     return {
         "schema": SCHEMA_ID,

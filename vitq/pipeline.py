@@ -17,13 +17,15 @@ from vitq.fingerprint import RECORDED_TOOLS
 from vitq.layout import SAMPLES, ArtifactPaths
 from vitq.recipe import Recipe
 from vitq.samples import source_files
-from vitq.variants import BY_ID, parent_of, shipped, variants_for
+from vitq.variants import BY_ID, VARIANTS, parent_of, shipped, variants_for
 
 Files = dict[str, Path]
 
 # Distributions whose versions shape a stage's bytes (recorded in fingerprints and the manifest).
 MODEL_CODE = ("torch", "timm", "transformers", "safetensors")
 IMAGES = ("pillow", "torchvision", "numpy")
+# The recipe fields that switch variants on (which ones a build has, so what evaluation loads).
+VARIANT_SWITCHES = tuple(v.requires for v in VARIANTS if v.requires)
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,16 @@ def _from_parent(variant_id: str, *, samples: bool = False) -> Callable[[Recipe,
     return inputs
 
 
-def _writes(variant_id: str) -> Callable[[Recipe, ArtifactPaths], Files]:
-    return lambda recipe, paths: _files(paths, [variant_id])
-
-
-def variant_stage(variant_id: str, doc: str, fields: tuple[str, ...], tools: tuple[str, ...],
-                  samples: bool = False) -> Stage:
+def variant_stage(variant_id: str, doc: str, fields: tuple[str, ...], tools: tuple[str, ...], samples: bool = False,
+                  extra_outputs: Callable[[ArtifactPaths], Files] | None = None) -> Stage:
     """The stage that writes a variant's file from its parent's (see the variant table); ``samples``: it also
-    checks itself on a sample image."""
+    checks itself on a sample image; ``extra_outputs``: records it writes beside the file."""
+
+    def outputs(recipe: Recipe, paths: ArtifactPaths) -> Files:
+        return {**_files(paths, [variant_id]), **(extra_outputs(paths) if extra_outputs else {})}
+
     return Stage(variant_id, doc, fields, tools, inputs=_from_parent(variant_id, samples=samples),
-                 outputs=_writes(variant_id), applies=BY_ID[variant_id].applies)
+                 outputs=outputs, applies=BY_ID[variant_id].applies)
 
 
 def _weights_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
@@ -85,7 +87,8 @@ def _every_model_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
 
 
 def _shipped_files(recipe: Recipe, paths: ArtifactPaths) -> Files:
-    return {**_files(paths, [v.id for v in shipped(recipe)]), **_samples(paths), "eval": paths.eval}
+    delegation = {"delegation": paths.delegation} if BY_ID["pte"].applies(recipe) else {}
+    return {**_files(paths, [v.id for v in shipped(recipe)]), **_samples(paths), "eval": paths.eval, **delegation}
 
 
 STAGES: tuple[Stage, ...] = (
@@ -95,7 +98,7 @@ STAGES: tuple[Stage, ...] = (
         fields=("name", "model", "weights", "preprocess", "threads"),
         tools=(*MODEL_CODE, *IMAGES, "scikit-learn"),
         inputs=_weights_file,
-        outputs=_writes("fp32"),
+        outputs=lambda recipe, paths: _files(paths, ["fp32"]),
     ),
     Stage(
         "samples",
@@ -136,10 +139,18 @@ STAGES: tuple[Stage, ...] = (
         fields=(),
         tools=("onnx", "onnxruntime"),
     ),
+    variant_stage(
+        "pte",
+        "ExecuTorch program: torch.export, XNNPACK dynamic int8, lowered; run in ExecuTorch on a sample image",
+        fields=("model", "preprocess", "executorch"),
+        tools=(*MODEL_CODE, *IMAGES, "executorch", "torchao"),
+        samples=True,
+        extra_outputs=lambda paths: {"delegation": paths.delegation},
+    ),
     Stage(
         "eval",
         "every variant on the sample images: top-1/top-5, agreement and logit error vs fp32",
-        fields=("model", "preprocess", "quantize", "export.method", "mobile.optimize", "samples.labels"),
+        fields=("model", "preprocess", "quantize", "export.method", "samples.labels", *VARIANT_SWITCHES),
         tools=(*MODEL_CODE, *IMAGES, "onnxruntime"),
         inputs=_every_model_file,
         outputs=lambda recipe, paths: {"eval": paths.eval},

@@ -145,6 +145,13 @@ class Mobile(_Section):
     blocklist: list[MobilePass] = []
 
 
+class ExecuTorch(_Section):
+    """The ExecuTorch program (.pte, XNNPACK backend), the successor of the PyTorch Mobile .ptl."""
+
+    enabled: bool = True
+    quantize: Literal["dynamic_int8", "none"] = "dynamic_int8"  # none: a float program, for comparison
+
+
 class Samples(_Section):
     """Sample images with labels: the training set's held-out split, scikit-image's photos, or your folder."""
 
@@ -186,6 +193,7 @@ class Recipe(_Section):
     quantize: Quantize = Quantize()
     export: Export = Export()
     mobile: Mobile = Mobile()
+    executorch: ExecuTorch = ExecuTorch()
     samples: Samples
     checks: Checks = Checks()
 

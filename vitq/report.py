@@ -41,6 +41,7 @@ def markdown(manifest: dict[str, Any]) -> str:
         f"{manifest['classes']} classes. Mobile artifact: `{_path(manifest, MOBILE)}` (PyTorch Lite, "
         "dynamic int8 for ARM/qnnpack).",
     ]
+    out += _delegation(manifest)
     if manifest["weights"].get("note"):
         out += ["", f"**Note:** {manifest['weights']['note']}."]
     out += ["", table(manifest), "", "## Checks", "", "| check | value | threshold | result |", "|---|---|---|---|"]
@@ -53,6 +54,19 @@ def markdown(manifest: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()))
     out += ["", f"Built with {versions}.", ""]
     return "\n".join(out)
+
+
+def _delegation(manifest: dict[str, Any]) -> list[str]:
+    """Say how much of each ExecuTorch program runs in XNNPACK: a model can silently fall back to slow kernels."""
+    out = []
+    for a in manifest["artifacts"]:
+        d = a.get("delegation")
+        if d:
+            total = d["delegated_nodes"] + d["portable_nodes"]
+            portable = ", ".join(f"{op} x{n}" for op, n in d["portable_operators"].items()) or "none"
+            out += ["", f"ExecuTorch program `{a['path']}`: XNNPACK runs {d['delegated_nodes']} of {total} graph nodes "
+                    f"({d['delegated_subgraphs']} subgraphs); on portable kernels: {portable}."]
+    return out
 
 
 def _gates_by_variant(checks: list[dict[str, Any]]) -> dict[str, str]:

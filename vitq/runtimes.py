@@ -6,6 +6,9 @@ Which loader a variant uses is its ``runtime`` column in the variant table.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,34 @@ def load_lite(path: Path) -> Any:
     return _load_for_lite_interpreter(str(path))
 
 
+def load_pte(path: Path) -> Runner:
+    """An ExecuTorch program's forward method; it was exported for batch 1, so a batch runs image by image."""
+    with _quiet_stderr():  # the runtime logs its CPU probing on first use
+        from executorch.runtime import Runtime
+
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
+    if method is None:
+        raise InputError(path, "ExecuTorch program has no forward method")
+
+    def run(batch: torch.Tensor) -> np.ndarray:
+        return np.concatenate([method.execute([image[None].contiguous()])[0].float().numpy() for image in batch])
+
+    return run
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def torch_runner(module: Any) -> Runner:
     def run(batch: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
@@ -89,6 +120,7 @@ LOADERS: dict[str, Callable[[Any, Path, int], Runner]] = {
     "torchscript": lambda recipe, file, threads: torch_runner(load_torchscript(file)),
     "lite": lambda recipe, file, threads: torch_runner(load_lite(file)),
     "onnxruntime": lambda recipe, file, threads: onnx_runner(onnx_session(file, threads)),
+    "executorch": lambda recipe, file, threads: load_pte(file),
 }
 
 

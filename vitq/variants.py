@@ -14,7 +14,8 @@ REFERENCE = "fp32"  # what every other variant is compared with
 MOBILE = "lite"  # the file an app ships
 CROSS_CHECK = "onnx_int8"  # the second yardstick: onnxruntime int8, the fast int8 runtime on x86 servers
 
-Runtime = Literal["torch_eager", "torch_eager_int8", "torchscript_memory", "torchscript", "lite", "onnxruntime"]
+Runtime = Literal["torch_eager", "torch_eager_int8", "torchscript_memory", "torchscript", "lite", "onnxruntime",
+                  "executorch"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,15 @@ class Variant:
     shipped: bool  # listed in the manifest and packed into a release
     label: str  # how bench and reports name it
     requires: str | None = None  # a boolean recipe field that switches the variant on
+    quantized_unless: str | None = None  # a recipe field: the variant is float when it says "none"
 
     def applies(self, recipe: Any) -> bool:
-        if self.requires is None:
-            return True
-        section, key = self.requires.split(".")
-        return bool(getattr(getattr(recipe, section), key))
+        return self.requires is None or bool(_field(recipe, self.requires))
+
+    def is_quantized(self, recipe: Any) -> bool:
+        if self.quantized_unless is not None:
+            return _field(recipe, self.quantized_unless) != "none"
+        return self.quantized
 
     def engine_for(self, recipe: Any) -> str | None:
         return recipe.quantize.engine if self.engine == "recipe" else None
@@ -51,8 +55,15 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("lite", "int8.ptl", "pytorch-lite", ("optimized", "int8"), "lite", "recipe", True, True, "int8 .ptl lite"),
     Variant("onnx_fp32", "fp32.onnx", "onnx", ("fp32",), "onnxruntime", None, False, True, "onnxruntime fp32"),
     Variant("onnx_int8", "int8.onnx", "onnx", ("onnx_fp32",), "onnxruntime", None, True, True, "onnxruntime int8"),
+    Variant("pte", "int8.pte", "executorch", ("fp32",), "executorch", None, True, True, "int8 .pte (XNNPACK)",
+            requires="executorch.enabled", quantized_unless="executorch.quantize"),
 )
 BY_ID = {v.id: v for v in VARIANTS}
+
+
+def _field(recipe: Any, dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return getattr(getattr(recipe, section), key)
 
 
 def variant(variant_id: str) -> Variant:

@@ -45,11 +45,13 @@ def write_recipe(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def quick_digits(folder: Path, name: str = "quick", extra: str = "", holdout: float = 0.2) -> Path:
+def quick_digits(folder: Path, name: str = "quick", extra: str = "", holdout: float = 0.2, pte: bool = False) -> Path:
     """The digits recipe with a short training run: same chain, seconds instead of a minute. Two epochs
-    give a weak model whose int8 twins may differ on a few images: loose gates (this is not about accuracy)."""
+    give a weak model whose int8 twins may differ on a few images: loose gates (this is not about accuracy).
+    Without the .pte unless asked: its export is the slowest stage, and these tests are about doit."""
     return write_recipe(folder, name, f"extends: {DIGITS}\nweights: {{train: {{epochs: 2, holdout: {holdout}}}}}\n"
-                        f"checks: {{min_agreement: 0.8, max_accuracy_drop: 0.2}}\n{extra}")
+                        f"checks: {{min_agreement: 0.8, max_accuracy_drop: 0.2}}\n"
+                        f"executorch: {{enabled: {str(pte).lower()}}}\n{extra}")
 
 
 @pytest.fixture(scope="session")

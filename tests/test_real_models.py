@@ -1,6 +1,6 @@
 """The real model families offline: DeiT and ViT with random weights, the HF ViT through tracing, hub errors.
 
-(Sizes of the real deit_base are a benchmark, not a test: benchmarks/deit_base_sizes.py.)
+(Sizes of the real deit_base are a benchmark, not a test: benchmarks/random_weights_build.py.)
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from vitq.datasets.photos import photo_files
 from vitq.predict import predict
 from vitq.preprocess import build_transform
 from vitq.recipe import load_recipe
-from vitq.runtimes import load_lite
-from vitq.variants import VARIANTS
+from vitq.runtimes import load_lite, load_pte
+from vitq.variants import variants_for
 
 from conftest import REPO, run_doit, write_recipe
 from helpers_models import build, make_images
@@ -27,8 +27,10 @@ RECIPES = REPO / "recipes"
 
 @pytest.mark.e2e
 def test_deit_tiny_with_random_weights_goes_through_the_whole_chain_and_predicts_named_classes(tmp_path):
-    recipe = load_recipe(write_recipe(tmp_path, "deit_tiny_random",
-                                      f"extends: {RECIPES / 'deit_tiny.yaml'}\nweights: {{random: {{seed: 0}}}}\n"))
+    # The .pte of a 224-pixel DeiT takes half a minute to lower: test_distilled_deit_... covers timm DeiT's .pte
+    # at 64 pixels, benchmarks/random_weights_build.py the real sizes.
+    recipe = load_recipe(write_recipe(tmp_path, "deit_tiny_random", f"extends: {RECIPES / 'deit_tiny.yaml'}\n"
+                                      "weights: {random: {seed: 0}}\nexecutorch: {enabled: false}\n"))
     paths = build(recipe, tmp_path / "artifacts")
     manifest = json.loads(paths.manifest.read_text())
     assert manifest["passed"] is True and manifest["weights"]["trained"] is False
@@ -37,7 +39,7 @@ def test_deit_tiny_with_random_weights_goes_through_the_whole_chain_and_predicts
     lite = next(a for a in manifest["artifacts"] if a["name"] == "lite")
     assert lite["size_ratio_vs_fp32"] < 0.4  # dynamic int8 Linear weights: a fraction of fp32
     chelsea = paths.samples_dir / "chelsea.png"
-    for v in VARIANTS:
+    for v in variants_for(recipe):
         if v.file:
             [(_, best)] = predict(paths.file(v.id), [chelsea])
             assert len(best) == 5 and not any(name.startswith("class ") for _, name, _ in best)  # ImageNet names
@@ -74,17 +76,20 @@ def test_transformers_vit_cannot_be_scripted_and_says_to_trace(tmp_path):
         build(recipe, tmp_path / "out", ["fp32", "int8"])
 
 
-def test_distilled_deit_scripts_to_a_lite_file(tmp_path):
+@pytest.mark.e2e
+def test_distilled_deit_scripts_to_a_lite_file_and_exports_to_executorch(tmp_path):
     make_images(tmp_path / "images")
     recipe = load_recipe(write_recipe(tmp_path, "distilled", """\
 threads: 2
-model: {source: timm, name: deit_tiny_distilled_patch16_224, kwargs: {img_size: 64, num_classes: 7}}
+model: {source: timm, name: deit_tiny_distilled_patch16_224, kwargs: {img_size: 64, num_classes: 7, depth: 2}}
 weights: {random: {seed: 0}}
 preprocess: {resize: 64, crop: 64, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
 samples: {dir: images, labels: images/labels.csv}
 """))
-    paths = build(recipe, tmp_path / "out", ["fp32", "samples", "int8", "optimized", "lite"])
+    paths = build(recipe, tmp_path / "out", ["fp32", "samples", "int8", "optimized", "lite", "pte"])
     assert load_lite(paths.file("lite"))(torch.zeros(1, 3, 64, 64)).shape == (1, 7)
+    assert load_pte(paths.file("pte"))(torch.zeros(2, 3, 64, 64)).shape == (2, 7)
+    assert json.loads(paths.delegation.read_text())["delegated_nodes"] > 0
 
 
 @pytest.mark.e2e

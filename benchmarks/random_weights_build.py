@@ -33,6 +33,10 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         recipe_file = folder / f"{args.recipe}_random.yaml"
         recipe_file.write_text(f"extends: {PACKAGE_ROOT / 'recipes' / args.recipe}.yaml\nweights: {{random: {{seed: 0}}}}\n")
+        if load_recipe(recipe_file).model.source == "transformers":  # the hub config is not here offline:
+            # ViTConfig's defaults are google/vit-base-patch16-224's architecture; ImageNet's 1000 classes.
+            recipe_file.write_text(recipe_file.read_text() + "model: {name: ViTForImageClassification, "
+                                   "kwargs: {num_labels: 1000}}\n")
         recipe = load_recipe(recipe_file)
         paths = ArtifactPaths.for_recipe(folder / "artifacts", recipe.name)
         started = time.perf_counter()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -57,7 +56,6 @@ def export_executorch(recipe: Any, model: torch.nn.Module) -> tuple[bytes, dict[
     batch 1, as an app runs it.
     """
     _use_venv_flatc()
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's import warns about an Enum
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
@@ -18,6 +19,8 @@ def configure_torch(recipe: Any, threads: int | None = None) -> None:
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=r".*(deprecat|lite interpreter|TorchScript).*")
     warnings.filterwarnings("ignore", message=r".*qnnpack incorrectly ignores reduce_range.*")  # said per call
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's import (via executorch or
+    # transformers) warns that torch now supports its Enums natively
     import torch
 
     torch.set_num_threads(threads or recipe.threads)

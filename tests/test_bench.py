@@ -31,7 +31,7 @@ BATCHES = ("1", "8")
 
 def bench(recipe_file, root, *extra):
     return subprocess.run(
-        [sys.executable, "-m", "vitq.bench", str(recipe_file), str(root), "--repeats", "3", "--warmup", "1", *extra],
+        [sys.executable, "-m", "vitq.bench", str(recipe_file), str(root), "--repeats", "2", "--warmup", "1", *extra],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
 
@@ -62,7 +62,7 @@ def test_bench_json_has_every_variant_at_both_batch_sizes(benched):
     paths, proc = benched
     report = json.loads((paths.root / "bench.json").read_text())
     assert report["schema"] == "vitq.bench/2"
-    assert report["threads"] == 1 and report["repeats"] == 3 and report["warmup"] == 1
+    assert report["threads"] == 1 and report["repeats"] == 2 and report["warmup"] == 1
     assert report["batch_sizes"] == [1, 8]
     assert report["host"]["cpu"] and report["host"]["machine"]
     assert report["versions"]["torch"] == torch.__version__.split("+")[0]
@@ -74,7 +74,7 @@ def test_bench_json_has_every_variant_at_both_batch_sizes(benched):
         assert v["error"] is None, v
         assert set(v["batches"]) == set(BATCHES)
         for stats in v["batches"].values():
-            assert stats["runs"] == 3
+            assert stats["runs"] == 2
             assert 0 < stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"]
             assert stats["ratio_vs_fp32"] > 0 and stats["ratio_vs_onnx_int8"] > 0
             assert stats["cpu_ms_per_run"] >= 0 and stats["preempted_per_run"] >= 0

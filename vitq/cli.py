@@ -1,6 +1,6 @@
 """The ``vitq`` command: one error boundary, one line per problem, meaningful exit codes.
 
-    vitq verify MANIFEST [--json] [--no-rerun]   0 intact, 1 problems found, 2 bad input
+    vitq verify MANIFEST|BUILD_DIR|RELEASE.tar.gz [--json] [--no-rerun]   0 intact, 1 problems, 2 bad input
     vitq release BUILD_DIR [--out DIR] [--json]  0 packed, 2 not releasable / bad input
     vitq predict ARTIFACT IMAGE...               top-5 class names per image, from any variant
     vitq report RECIPE_OR_BUILD_DIR              report.md plus what each build stage cost (time, memory)
@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ notices are not for users
     parser = argparse.ArgumentParser(prog="vitq", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify", help="re-hash, reload and re-run a build against its manifest.json")
-    verify.add_argument("manifest", type=Path)
+    verify = commands.add_parser("verify", help="re-hash, reload and re-run a build or release against its manifest")
+    verify.add_argument("manifest", type=Path, help="manifest.json, a build folder, or a release .tar.gz as downloaded")
     verify.add_argument("--json", action="store_true", help="print a JSON result for CI")
     verify.add_argument("--no-rerun", action="store_true", help="only check files and hashes")
     release = commands.add_parser("release", help="pack a passing build into a deterministic .tar.gz")
@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from vitq.verify import verify
+    from vitq.verify import verify_target
 
-    problems = verify(args.manifest, rerun=not args.no_rerun)
+    problems = verify_target(args.manifest, rerun=not args.no_rerun)
     if args.json:
         print(json.dumps({"manifest": str(args.manifest), "ok": not problems, "problems": problems}, indent=2))
     else:

@@ -101,7 +101,20 @@ def load(path: Path) -> dict[str, Any]:
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
         raise InputError(path, f"{where}: {exc.message}") from None
+    _refuse_paths_outside(data, Path(path))
     return data
+
+
+def _refuse_paths_outside(manifest: dict[str, Any], manifest_path: Path) -> None:
+    """A manifest is untrusted input: every path it names must stay inside its build folder (no ``..``, no
+    absolute path, no symlink out), or verify would read, load and run files from anywhere."""
+    root = manifest_path.parent.resolve()
+    named = [(f"artifacts/{i}/path", a["path"]) for i, a in enumerate(manifest["artifacts"])]
+    named += [(f"samples/{key}", manifest["samples"][key]) for key in ("path", "labels")]
+    for where, relative in named:
+        target = Path(relative)
+        if target.is_absolute() or ".." in target.parts or not (root / target).resolve().is_relative_to(root):
+            raise InputError(manifest_path, f"{where}: '{relative}' points outside the build folder; refused")
 
 
 def schema() -> dict[str, Any]:

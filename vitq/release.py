@@ -16,9 +16,7 @@ from vitq import manifest as mf
 from vitq.errors import VitqError
 from vitq.fileio import atomic_path, sha256_file
 from vitq.layout import ArtifactPaths
-from vitq.verify import verify
-
-SUMS = "SHA256SUMS"
+from vitq.verify import SUMS, verify
 
 
 def release_name(manifest: dict) -> str:

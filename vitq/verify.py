@@ -1,16 +1,55 @@
-"""Check a built or unpacked release against its manifest: hashes, loadability, and re-run metrics."""
+"""Check a build, an unpacked release or a release tarball as downloaded against its manifest: hashes,
+loadability, and re-run metrics. A tarball is unpacked into a temporary folder only, after every member
+was checked: no absolute name, no ``..``, no link, nothing but files and folders under one top folder."""
 
 from __future__ import annotations
 
 import math
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from vitq import manifest as mf
-from vitq.errors import VitqError
+from vitq.errors import InputError, VitqError
 from vitq.fileio import sha256_file
 
+SUMS = "SHA256SUMS"
+
 METRIC_TOLERANCE = {"max_abs_logit_diff": 1e-5, "mean_abs_logit_diff": 1e-6}
+
+
+def verify_target(target: Path, rerun: bool = True) -> list[str]:
+    """``target``: a manifest.json, the folder holding one, or a release ``.tar.gz``."""
+    target = Path(target)
+    if target.is_dir():
+        return verify(target / "manifest.json", rerun)
+    if target.name.endswith((".tar.gz", ".tgz", ".tar")):
+        with tempfile.TemporaryDirectory(prefix="vitq-verify-") as tmp:
+            top = unpack_release(target, Path(tmp))
+            return [p.replace(str(top), f"{target}:{top.name}") for p in verify(top / "manifest.json", rerun)]
+    return verify(target, rerun)
+
+
+def unpack_release(tarball: Path, into: Path) -> Path:
+    """Extract a release into ``into`` after checking every member; return its top folder."""
+    try:
+        with tarfile.open(tarball) as tar:
+            members = tar.getmembers()
+            tops = set()
+            for m in members:
+                parts = Path(m.name).parts
+                if m.name.startswith("/") or ".." in parts:
+                    raise InputError(tarball, f"member '{m.name}' would land outside the folder it is unpacked in; refused")
+                if not (m.isfile() or m.isdir()):
+                    raise InputError(tarball, f"member '{m.name}' is a link or special file; refused")
+                tops.add(parts[0] if parts else "")
+            if len(tops) != 1 or "" in tops:
+                raise InputError(tarball, "a release holds one top folder; refused")
+            tar.extractall(into, members=members, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InputError(tarball, f"not a readable release archive ({exc.__class__.__name__})") from None
+    return into / tops.pop()
 
 
 def verify(manifest_path: Path, rerun: bool = True) -> list[str]:
@@ -18,7 +57,7 @@ def verify(manifest_path: Path, rerun: bool = True) -> list[str]:
     manifest_path = Path(manifest_path)
     manifest = mf.load(manifest_path)
     root = manifest_path.parent
-    problems = _check_files(manifest, root)
+    problems = _check_files(manifest, root) + _check_sums(root)
     if manifest["passed"] is not True:
         failed = [c["name"] for c in manifest["checks"] if c["passed"] is False]
         problems.append(f"{manifest_path}: the build failed its checks ({', '.join(failed)})")
@@ -46,6 +85,22 @@ def _check_files(manifest: dict[str, Any], root: Path) -> list[str]:
         return problems + [f"{exc.filename}: missing (sample image)"]
     if samples["sha256"] != manifest["samples"]["sha256"]:
         problems.append(f"{labels.parent}: sample images or labels differ from the manifest")
+    return problems
+
+
+def _check_sums(root: Path) -> list[str]:
+    """An unpacked release carries SHA256SUMS (what `sha256sum -c` checks): every line must still hold."""
+    sums = root / SUMS
+    if not sums.is_file():
+        return []
+    problems = []
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        file = root / name
+        if ".." in Path(name).parts or Path(name).is_absolute() or not file.is_file():
+            problems.append(f"{file}: listed in {SUMS} but missing")
+        elif sha256_file(file) != digest:
+            problems.append(f"{file}: sha256 differs from {SUMS}")
     return problems
 
 

@@ -4,6 +4,7 @@
     vitq release BUILD_DIR [--out DIR] [--json]  0 packed, 2 not releasable / bad input
     vitq predict ARTIFACT IMAGE...               top-5 class names per image, from any variant
     vitq report RECIPE_OR_BUILD_DIR              report.md plus what each build stage cost (time, memory)
+    vitq diff A B                                what differs between two builds and from which stage; 0 same, 1 not
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--top", type=int, default=5)
     report = commands.add_parser("report", help="the build's report.md and each stage's seconds and peak memory")
     report.add_argument("build", help="a recipe name (under VITQ_ARTIFACTS) or its artifact folder")
+    diff = commands.add_parser("diff", help="what differs between two builds, and from which stage each difference starts")
+    diff.add_argument("a", type=Path, help="manifest.json, build folder or release .tar.gz")
+    diff.add_argument("b", type=Path, help="the same for the other build")
     args = parser.parse_args(argv)
-    handler = {"verify": _verify, "release": _release, "predict": _predict, "report": _report}[args.command]
+    handler = {"verify": _verify, "release": _release, "predict": _predict, "report": _report, "diff": _diff}[args.command]
     return run_command(lambda: handler(args), prefix="vitq: ")
 
 
@@ -93,6 +97,17 @@ def _report(args: argparse.Namespace) -> int:
     print("## Build cost (latest run of each stage; not part of the manifest)\n")
     print(format_costs(paths.build_log))
     return OK
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from vitq.diff import differences, load_manifest
+
+    lines = differences(load_manifest(args.a), load_manifest(args.b), args.b.absolute())
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"{args.a} and {args.b}: the same build")
+    return PROBLEMS if lines else OK
 
 
 if __name__ == "__main__":

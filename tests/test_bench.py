@@ -58,6 +58,7 @@ def expected_variants():
     return ids[:at] + [f"int8_eager@{e}" for e in others] + ids[at:]
 
 
+@pytest.mark.e2e  # the command in a subprocess, on a real build
 def test_bench_json_has_every_variant_at_both_batch_sizes(benched):
     paths, proc = benched
     report = json.loads((paths.root / "bench.json").read_text())
@@ -96,6 +97,7 @@ def test_bench_json_has_every_variant_at_both_batch_sizes(benched):
     assert f"tiny:bench    {len(variants)} variants x batch 1,8, 1 thread(s) -> bench.json, bench.md, bench.png" in proc.stdout
 
 
+@pytest.mark.e2e  # the command in a subprocess, on a real build
 def test_bench_png_is_a_real_chart(benched):
     paths, _ = benched
     png = paths.bench_files["png"]
@@ -105,6 +107,7 @@ def test_bench_png_is_a_real_chart(benched):
         assert im.format == "PNG" and im.width > 0 and im.height > 0
 
 
+@pytest.mark.e2e  # the command in a subprocess, on a real build
 def test_bench_md_has_the_table_and_says_which_artifact_is_which(benched):
     paths, _ = benched
     text = paths.bench_files["md"].read_text()
@@ -116,6 +119,7 @@ def test_bench_md_has_the_table_and_says_which_artifact_is_which(benched):
     assert not list(paths.root.glob(".tmp-*"))  # atomic writes left no temp folders
 
 
+@pytest.mark.e2e  # the command in a subprocess, on a real build
 def test_report_says_when_the_mobile_artifact_is_slower_than_fp32(benched):
     paths, _ = benched
     report = json.loads(paths.bench_files["json"].read_text())
@@ -137,6 +141,7 @@ def test_bench_without_a_build_tells_the_user_to_build_first(tmp_path):
     assert not (tmp_path / "empty" / "tiny" / "bench.json").exists()
 
 
+@pytest.mark.e2e  # the command in a subprocess, on a real build
 def test_bench_rejects_bad_arguments_in_one_line(benched, tmp_path):
     paths, _ = benched
     recipe_file = paths.root.parent.parent / "tiny.yaml"

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from vitq import models
+from vitq.buildpaths import relative_torchscript_sources
 from vitq.errors import RecipeError
 
 DTYPES = {"qint8": torch.qint8, "float16": torch.float16}
@@ -28,7 +29,8 @@ def export_torchscript(recipe: Any, model: torch.nn.Module) -> torch.jit.ScriptM
     """Script (keeps control flow) or trace (for models TorchScript cannot compile, e.g. transformers)."""
     if recipe.export.method == "script":
         try:
-            return torch.jit.script(model)
+            with relative_torchscript_sources():  # no build paths in the file's debug info
+                return torch.jit.script(model)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RecipeError(recipe.path, "export.method", f"torch.jit.script failed ({first}); try method: trace") from None

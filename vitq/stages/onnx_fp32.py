@@ -15,6 +15,7 @@ import onnx
 import torch
 
 from vitq import models
+from vitq.buildpaths import strip_onnx_build_paths
 from vitq.errors import VitqError
 from vitq.fileio import atomic_path
 from vitq.recipe import Recipe
@@ -37,6 +38,9 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
                 program.save(str(tmp), external_data=False)
         except Exception as exc:
             raise VitqError(f"{recipe.name}: ONNX export of {recipe.model.name} failed: {str(exc).strip().splitlines()[0]}") from None
+        proto = onnx.load(str(tmp))
+        strip_onnx_build_paths(proto)  # the exporter records stack traces with this machine's absolute paths
+        onnx.save(proto, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
         diff = _smoke(model, tmp, recipe)
     return f"torch.onnx.export(dynamo, opset {recipe.export.opset}) + onnx.checker; onnxruntime vs torch max |dlogit| {diff:.1e}"

@@ -20,19 +20,19 @@ def _roots() -> list[str]:
     return sorted(roots, key=len, reverse=True)
 
 
-def relative_source(filename: str | None) -> str | None:
+def relative_source(filename: str | None, roots: list[str] | None = None) -> str | None:
     """``/…/site-packages/timm/layers/mlp.py`` -> ``timm/layers/mlp.py``."""
     if not filename:
         return filename
-    for root in _roots():
+    for root in roots or _roots():
         if filename.startswith(root + "/"):
             return filename[len(root) + 1:]
     return filename
 
 
-def strip_build_paths(text: str) -> str:
+def strip_build_paths(text: str, roots: list[str] | None = None) -> str:
     """The same for every path inside a text (a stack trace)."""
-    for root in _roots():
+    for root in roots or _roots():
         text = text.replace(root + "/", "")
     return text
 
@@ -46,10 +46,11 @@ def relative_torchscript_sources() -> Iterator[None]:
 
     modules = (torch._sources, torch.jit.frontend, torch._jit_internal)
     original = torch._sources.get_source_lines_and_file
+    roots = _roots()
 
     def relative(obj, error_msg=None):
         lines, lineno, filename = original(obj, error_msg)
-        return lines, lineno, relative_source(filename)
+        return lines, lineno, relative_source(filename, roots)
 
     saved = [m.get_source_lines_and_file for m in modules]
     for m in modules:
@@ -63,10 +64,11 @@ def relative_torchscript_sources() -> Iterator[None]:
 
 def strip_onnx_build_paths(model) -> None:
     """The dynamo exporter writes each node's Python stack trace into its metadata: make the paths relative."""
+    roots = _roots()  # one look at sys.path for thousands of nodes
     graphs = [model.graph, *(f for f in model.functions)]
     while graphs:
         graph = graphs.pop()
         for node in graph.node:
             for prop in node.metadata_props:
-                prop.value = strip_build_paths(prop.value)
+                prop.value = strip_build_paths(prop.value, roots)
             graphs += [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]

@@ -8,7 +8,6 @@ first stage that reads the field (or uses the tool, or writes the file), and eve
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,10 @@ from vitq.recipe import Recipe
 
 def load_manifest(target: Path) -> dict[str, Any]:
     """The manifest of a build folder, a manifest.json, or a release tarball (unpacked only in a temp folder)."""
-    target = Path(target)
-    if target.is_dir():
-        return mf.load(target / "manifest.json")
-    if target.name.endswith((".tar.gz", ".tgz", ".tar")):
-        from vitq.verify import unpack_release
+    from vitq.verify import opened_manifest
 
-        with tempfile.TemporaryDirectory(prefix="vitq-diff-") as tmp:
-            return mf.load(unpack_release(target, Path(tmp)) / "manifest.json")
-    return mf.load(target)
+    with opened_manifest(target) as (manifest_path, _):
+        return mf.load(manifest_path)
 
 
 def differences(a: dict[str, Any], b: dict[str, Any], root: Path) -> list[str]:

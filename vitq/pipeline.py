@@ -17,7 +17,7 @@ from vitq.fingerprint import RECORDED_TOOLS
 from vitq.layout import SAMPLES, ArtifactPaths
 from vitq.recipe import Recipe
 from vitq.samples import source_files
-from vitq.variants import BY_ID, VARIANTS, parent_of, shipped, variants_for
+from vitq.variants import BY_ID, VARIANTS, parent_of, variants_for
 
 Files = dict[str, Path]
 
@@ -81,14 +81,23 @@ def _sample_sources(recipe: Recipe, paths: ArtifactPaths) -> Files:
     return source_files(recipe)
 
 
+def model_files(recipe: Recipe, paths: ArtifactPaths) -> Files:
+    """Every variant's file of this recipe's build (in-memory variants are made from fp32's): what evaluation
+    and bench load."""
+    return _files(paths, [v.id for v in variants_for(recipe) if v.file])
+
+
 def _every_model_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
-    """What evaluation loads: every variant's file (in-memory variants are made from fp32's)."""
-    return {**_files(paths, [v.id for v in variants_for(recipe) if v.file]), **_samples(paths)}
+    return {**model_files(recipe, paths), **_samples(paths)}
 
 
 def _shipped_files(recipe: Recipe, paths: ArtifactPaths) -> Files:
-    delegation = {"delegation": paths.delegation} if BY_ID["pte"].applies(recipe) else {}
-    return {**_files(paths, [v.id for v in shipped(recipe)]), **_samples(paths), "eval": paths.eval, **delegation}
+    """What the stages of shipped variants wrote (their files and records such as the .pte's delegation)."""
+    written: Files = {}
+    for stage in stages_for(recipe):
+        if stage.name in BY_ID and BY_ID[stage.name].shipped:
+            written.update(stage.outputs(recipe, paths))
+    return {**written, **_samples(paths), "eval": paths.eval}
 
 
 STAGES: tuple[Stage, ...] = (

@@ -17,10 +17,9 @@ from vitq.errors import USER_ERROR, VitqError
 from vitq.fileio import remove_stale_temps
 from vitq.fingerprint import canonical, stage_fingerprint
 from vitq.layout import ArtifactPaths
-from vitq.pipeline import STAGES, stages_for
+from vitq.pipeline import STAGES, model_files, stages_for
 from vitq.recipe import Recipe, discover, load_recipe
 from vitq.runner import HASH_SEED
-from vitq.variants import variants_for
 
 
 def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
@@ -106,7 +105,7 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths) -> Iterator[dict[str, Any
 
 def bench_inputs(recipe: Recipe, paths: ArtifactPaths) -> list[Path]:
     """The build outputs a benchmark reads: every variant's file and the sample images."""
-    return [*(paths.file(v.id) for v in variants_for(recipe) if v.file), paths.samples_labels]
+    return [*model_files(recipe, paths).values(), paths.samples_labels]
 
 
 def run_bench(recipe_file: str, artifacts_root: str, repeats: int | None, warmup: int | None) -> bool | TaskFailed:

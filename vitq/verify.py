@@ -4,9 +4,11 @@ was checked: no absolute name, no ``..``, no link, nothing but files and folders
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,22 @@ METRIC_TOLERANCE = {"max_abs_logit_diff": 1e-5, "mean_abs_logit_diff": 1e-6}
 
 def verify_target(target: Path, rerun: bool = True) -> list[str]:
     """``target``: a manifest.json, the folder holding one, or a release ``.tar.gz``."""
+    with opened_manifest(target) as (manifest_path, shown_as):
+        return [p.replace(str(manifest_path.parent), shown_as) for p in verify(manifest_path, rerun)]
+
+
+@contextlib.contextmanager
+def opened_manifest(target: Path) -> Iterator[tuple[Path, str]]:
+    """The manifest.json a target means, and how to name its folder in messages. A tarball is unpacked into
+    a temporary folder that lives as long as the context."""
     target = Path(target)
-    if target.is_dir():
-        return verify(target / "manifest.json", rerun)
-    if target.name.endswith((".tar.gz", ".tgz", ".tar")):
-        with tempfile.TemporaryDirectory(prefix="vitq-verify-") as tmp:
+    if target.name.endswith((".tar.gz", ".tgz", ".tar")) and not target.is_dir():
+        with tempfile.TemporaryDirectory(prefix="vitq-") as tmp:
             top = unpack_release(target, Path(tmp))
-            return [p.replace(str(top), f"{target}:{top.name}") for p in verify(top / "manifest.json", rerun)]
-    return verify(target, rerun)
+            yield top / "manifest.json", f"{target}:{top.name}"
+        return
+    manifest_path = target / "manifest.json" if target.is_dir() else target
+    yield manifest_path, str(manifest_path.parent)
 
 
 def unpack_release(tarball: Path, into: Path) -> Path:

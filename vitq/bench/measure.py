@@ -33,6 +33,7 @@ from typing import Any
 
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths
+from vitq.pipeline import model_files
 from vitq.recipe import Recipe
 from vitq.variants import CROSS_CHECK, MOBILE, REFERENCE, Variant, loaded_from, variants_for
 
@@ -63,11 +64,6 @@ def measurements(recipe: Recipe, supported_engines: list[str]) -> list[Measureme
             out += [Measurement(f"{v.id}@{e}", v, e, f"{v.label} [{e}]")
                     for e in ENGINES if e != engine and e in supported_engines]
     return out
-
-
-def model_files(recipe: Recipe, paths: ArtifactPaths) -> dict[str, Path]:
-    """The artifact file of every variant that has one (in-memory variants are made from fp32's)."""
-    return {v.id: paths.file(v.id) for v in variants_for(recipe) if v.file}
 
 
 def check_built(recipe: Recipe, paths: ArtifactPaths) -> None:

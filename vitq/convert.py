@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 
 from vitq import models
-from vitq.buildpaths import relative_torchscript_sources
+from vitq.buildpaths import relative_torchscript_sources, strip_torchscript_build_paths
 from vitq.errors import RecipeError
 
 DTYPES = {"qint8": torch.qint8, "float16": torch.float16}
@@ -37,6 +38,18 @@ def export_torchscript(recipe: Any, model: torch.nn.Module) -> torch.jit.ScriptM
     traced = torch.jit.trace(model, models.example_input(recipe), check_trace=False)
     _check_trace(recipe, model, traced)
     return traced
+
+
+def save_torchscript(module: torch.jit.ScriptModule, path: Path) -> None:
+    """Save with no build path inside: traced modules record the absolute file of every Python frame they
+    ran through, so those are made relative and the module is saved again from the rewritten archive."""
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    relative = strip_torchscript_build_paths(buffer.getvalue())
+    if relative is None:
+        Path(path).write_bytes(buffer.getvalue())
+        return
+    torch.jit.save(torch.jit.load(io.BytesIO(relative)), str(path))
 
 
 def _check_trace(recipe: Any, eager: torch.nn.Module, traced: torch.jit.ScriptModule) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from vitq.recipe import Recipe
 from vitq.variants import REFERENCE, variants_for
 
+BUILD_PATHS = "no_build_paths"
 NOT_APPLICABLE = "not applicable: random weights, accuracy is not meaningful"
 
 
@@ -35,9 +36,18 @@ def run_checks(recipe: Recipe, metrics: dict[str, dict[str, Any]]) -> list[dict[
     return checks
 
 
+def build_path_check(found: dict[str, list[str]], forbidden: dict[str, str]) -> dict[str, Any]:
+    """No released file may hold this machine's paths (``found``: file -> paths in it, from vitq.buildpaths)."""
+    check = _check(BUILD_PATHS, len(found), 0, "<=")
+    if found:
+        check["note"] = "; ".join(f"{file} contains {paths[0]} ({forbidden[paths[0]]})" for file, paths in sorted(found.items()))
+    return check
+
+
 def failures(checks: list[dict[str, Any]]) -> list[str]:
-    """One line per failed check: variant, metric, value and threshold."""
+    """One line per failed check: variant, metric, value and threshold (or what was found)."""
     return [
+        f"check failed: {c['name']}: {c['note']}" if c["name"] == BUILD_PATHS else
         f"check failed: {c['name']} = {c['value']:.6g}, needs {c['op']} {c['threshold']:.6g}"
         for c in checks if c["passed"] is False
     ]

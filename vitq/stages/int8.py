@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vitq import models
-from vitq.convert import export_torchscript, quantize_dynamic_int8
+from vitq.convert import export_torchscript, quantize_dynamic_int8, save_torchscript
 from vitq.fileio import atomic_path
 from vitq.recipe import Recipe
 
@@ -14,6 +14,6 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     quantized = quantize_dynamic_int8(recipe, models.load_fp32(recipe, inputs["fp32"]))
     exported = export_torchscript(recipe, quantized)
     with atomic_path(outputs["int8"]) as tmp:
-        exported.save(str(tmp))
+        save_torchscript(exported, tmp)
     q = recipe.quantize
     return f"quantize_dynamic({'/'.join(q.modules)}, {q.dtype}, {q.engine}) + jit.{recipe.export.method}"

@@ -10,17 +10,21 @@ import json
 from pathlib import Path
 
 from vitq import manifest as mf
+from vitq.buildpaths import build_paths_in, machine_paths
 from vitq.errors import GateError
 from vitq.fileio import write_text
-from vitq.gates import failures, run_checks
+from vitq.gates import build_path_check, failures, run_checks
+from vitq.layout import SAMPLES
 from vitq.recipe import Recipe
 from vitq.report import markdown, table
+from vitq.variants import shipped
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
     evaluation = json.loads(inputs["eval"].read_text(encoding="utf-8"))
-    checks = run_checks(recipe, evaluation["metrics"])
-    manifest = mf.build_manifest(recipe, inputs, outputs["manifest"].parent, evaluation, checks)
+    root = outputs["manifest"].parent
+    checks = [*run_checks(recipe, evaluation["metrics"]), path_gate(recipe, inputs, root)]
+    manifest = mf.build_manifest(recipe, inputs, root, evaluation, checks)
     write_text(outputs["manifest"], mf.dumps(manifest))
     write_text(outputs["report"], markdown(manifest))
     print(table(manifest), flush=True)
@@ -29,3 +33,13 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
         raise GateError(f"{recipe.name}: " + "; ".join(failed))
     applicable = sum(c["passed"] is not None for c in checks)
     return f"{applicable} checks passed -> {outputs['manifest'].name}, {outputs['report'].name}"
+
+
+def path_gate(recipe: Recipe, inputs: dict[str, Path], root: Path) -> dict:
+    """Every file a release ships (model files, eval.json, the sample set) is searched for the artifacts root,
+    checkout, venv and home of this machine."""
+    forbidden = machine_paths(root.parent)
+    files = [inputs[v.id] for v in shipped(recipe)] + [inputs["eval"]]
+    files += sorted(p for p in inputs[SAMPLES].parent.iterdir() if p.is_file())
+    found = {f.relative_to(root).as_posix(): hits for f in files if (hits := build_paths_in(f, forbidden))}
+    return build_path_check(found, forbidden)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch.utils.mobile_optimizer import MobileOptimizerType, optimize_for_mobile
 
+from vitq.convert import save_torchscript
 from vitq.fileio import atomic_path
 from vitq.recipe import Recipe
 from vitq.runtimes import load_torchscript
@@ -15,6 +16,6 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     blocklist = {getattr(MobileOptimizerType, name) for name in recipe.mobile.blocklist}
     optimized = optimize_for_mobile(load_torchscript(inputs["int8"]), optimization_blocklist=blocklist)
     with atomic_path(outputs["optimized"]) as tmp:
-        optimized.save(str(tmp))
+        save_torchscript(optimized, tmp)
     skipped = f" (skipping {', '.join(sorted(recipe.mobile.blocklist))})" if blocklist else ""
     return f"optimize_for_mobile{skipped}"

@@ -30,8 +30,8 @@ def versions() -> dict[str, str]:
 
 
 def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evaluation: dict[str, Any],
-                   checks: list[dict[str, Any]]) -> dict[str, Any]:
-    """``files`` maps every shipped variant id (and ``samples``) to its file under ``root``."""
+                   checks: list[dict[str, Any]], weights_uri: str) -> dict[str, Any]:
+    """``files`` maps every shipped variant id (and ``samples``, and ``weights`` for a weights file) to its file."""
     resolved = recipe.resolved()
     fp32_bytes = files[REFERENCE].stat().st_size
     delegation = json.loads(files["delegation"].read_text(encoding="utf-8")) if "delegation" in files else None
@@ -49,9 +49,7 @@ def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evalua
         "schema": SCHEMA_ID,
         "recipe": {"name": recipe.name, "version": recipe.version,
                    "sha256": hashlib.sha256(canonical(resolved).encode()).hexdigest(), "resolved": resolved},
-        "weights": {"source": recipe.weights.kind, "trained": recipe.weights.kind != "random",
-                    "note": "untrained random weights: accuracy figures are not meaningful"
-                    if recipe.weights.kind == "random" else None},
+        "weights": weights_record(recipe, files, weights_uri),
         "versions": versions(),
         "samples": samples_record(files[SAMPLES], root),
         "artifacts": artifacts,
@@ -60,6 +58,16 @@ def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evalua
         "checks": checks,
         "passed": all(c["passed"] is not False for c in checks),
     }
+
+
+def weights_record(recipe: Recipe, files: Mapping[str, Path], uri: str) -> dict[str, Any]:
+    """The weight source; a weights file's sha256, so a release names exactly what it was built from."""
+    random = recipe.weights.kind == "random"
+    record = {"source": recipe.weights.kind, "trained": not random, "uri": uri,
+              "note": "untrained random weights: accuracy figures are not meaningful" if random else None}
+    if "weights" in files:
+        record["sha256"] = sha256_file(files["weights"])
+    return record
 
 
 def samples_record(labels: Path, root: Path) -> dict[str, Any]:

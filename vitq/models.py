@@ -138,6 +138,18 @@ def hub_id(recipe: Recipe) -> str:
     return getattr(cfg, "hf_hub_id", None) or f"timm/{recipe.model.name}"
 
 
+def weights_uri(recipe: Recipe) -> str:
+    """Where the weights came from, as a URI for the manifest and provenance."""
+    kind = recipe.weights.kind
+    if kind == "hub":
+        return f"https://huggingface.co/{hub_id(recipe)}"
+    if kind == "file":
+        return recipe.resolved()["weights"]["file"]  # relative to the recipe file
+    if kind == "train":
+        return f"urn:vitq:trained-on:sklearn.datasets.load_{recipe.weights.train.dataset}"
+    return f"urn:vitq:random-init:seed-{recipe.weights.random.seed}"
+
+
 def load_weights_file(recipe: Recipe, model: Any, path: Path) -> Any:
     """Load a local .safetensors, or a .pth/.pt with ``torch.load(weights_only=True)``, strictly."""
     if not path.is_file():

@@ -92,12 +92,13 @@ def _every_model_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
 
 
 def _shipped_files(recipe: Recipe, paths: ArtifactPaths) -> Files:
-    """What the stages of shipped variants wrote (their files and records such as the .pte's delegation)."""
+    """What the stages of shipped variants wrote (their files and records such as the .pte's delegation), and
+    the user's weights file (its sha256 is recorded)."""
     written: Files = {}
     for stage in stages_for(recipe):
         if stage.name in BY_ID and BY_ID[stage.name].shipped:
             written.update(stage.outputs(recipe, paths))
-    return {**written, **_samples(paths), "eval": paths.eval}
+    return {**written, **_samples(paths), "eval": paths.eval, **_weights_file(recipe, paths)}
 
 
 STAGES: tuple[Stage, ...] = (

@@ -1,4 +1,5 @@
-"""Pack a verified build into one deterministic .tar.gz for CI to publish.
+"""Pack a verified build into one deterministic .tar.gz for CI to publish, with its provenance
+(``provenance.intoto.json``) and ``SHA256SUMS`` of every file, the provenance included.
 
 Same build, same bytes: entries sorted, fixed mtime (SOURCE_DATE_EPOCH or 0), uid/gid 0, no owner
 names, fixed modes, and a gzip header without a timestamp or file name.
@@ -7,12 +8,14 @@ names, fixed modes, and a gzip header without a timestamp or file name.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import tarfile
 from pathlib import Path
 
 from vitq import manifest as mf
+from vitq import provenance
 from vitq.errors import VitqError
 from vitq.fileio import atomic_path, sha256_file
 from vitq.layout import ArtifactPaths
@@ -41,17 +44,20 @@ def make_release(build_dir: Path, out_dir: Path) -> Path:
         raise VitqError(f"{paths.root}: not releasable: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     top = release_name(manifest)
     files = release_files(manifest, paths)
-    sums = "".join(f"{sha256_file(paths.root / f)}  {f}\n" for f in files).encode()
+    digests = {f: sha256_file(paths.root / f) for f in files}
+    contents = {provenance.FILE: provenance.dumps(provenance.statement(manifest, digests)).encode()}
+    digests[provenance.FILE] = hashlib.sha256(contents[provenance.FILE]).hexdigest()
+    contents[SUMS] = "".join(f"{digest}  {f}\n" for f, digest in sorted(digests.items())).encode()
     target = Path(out_dir) / f"{top}.tar.gz"
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
                 _add_dir(tar, top)
-                entries = sorted([*files, SUMS])
+                entries = sorted([*files, *contents])
                 for folder in sorted({str(Path(f).parent) for f in entries} - {"."}):
                     _add_dir(tar, f"{top}/{folder}")
                 for name in entries:
-                    data = sums if name == SUMS else (paths.root / name).read_bytes()
+                    data = contents[name] if name in contents else (paths.root / name).read_bytes()
                     _add_file(tar, f"{top}/{name}", data)
     return target
 

@@ -5,6 +5,7 @@ was checked: no absolute name, no ``..``, no link, nothing but files and folders
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import tarfile
 import tempfile
@@ -67,7 +68,7 @@ def verify(manifest_path: Path, rerun: bool = True) -> list[str]:
     manifest_path = Path(manifest_path)
     manifest = mf.load(manifest_path)
     root = manifest_path.parent
-    problems = _check_files(manifest, root) + _check_sums(root)
+    problems = _check_files(manifest, root) + _check_sums(root) + _check_provenance(manifest, root)
     if manifest["passed"] is not True:
         failed = [c["name"] for c in manifest["checks"] if c["passed"] is False]
         problems.append(f"{manifest_path}: the build failed its checks ({', '.join(failed)})")
@@ -111,6 +112,40 @@ def _check_sums(root: Path) -> list[str]:
             problems.append(f"{file}: listed in {SUMS} but missing")
         elif sha256_file(file) != digest:
             problems.append(f"{file}: sha256 differs from {SUMS}")
+    return problems
+
+
+def _check_provenance(manifest: dict[str, Any], root: Path) -> list[str]:
+    """A release (it has SHA256SUMS) carries a valid provenance statement about exactly its files and this
+    manifest's recipe and weights."""
+    from vitq import provenance
+
+    file = root / provenance.FILE
+    if not (root / SUMS).is_file():
+        return []
+    if not file.is_file():
+        return [f"{file}: missing (every release carries its provenance)"]
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{file}: not readable JSON ({exc.__class__.__name__})"]
+    found = provenance.problems(data)
+    if found:
+        return [f"{file}: {p}" for p in found]
+    listed = {line.partition("  ")[2] for line in (root / SUMS).read_text(encoding="utf-8").splitlines()}
+    subjects = {s["name"]: s["digest"]["sha256"] for s in data["subject"]}
+    problems = [f"{file}: {name} is in {SUMS} but not a subject" for name in sorted(listed - set(subjects) - {provenance.FILE})]
+    for name, digest in sorted(subjects.items()):
+        target = root / name
+        if ".." in Path(name).parts or Path(name).is_absolute() or not target.is_file():
+            problems.append(f"{file}: subject {name} is not in the release")
+        elif sha256_file(target) != digest:
+            problems.append(f"{root / name}: sha256 differs from {provenance.FILE}")
+    expected = provenance.statement(manifest, subjects)["predicate"]["buildDefinition"]
+    recorded = data["predicate"]["buildDefinition"]
+    for key in ("externalParameters", "resolvedDependencies"):
+        if recorded.get(key) != expected[key]:
+            problems.append(f"{file}: buildDefinition.{key} does not match manifest.json")
     return problems
 
 

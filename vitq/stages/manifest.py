@@ -15,6 +15,7 @@ from vitq.errors import GateError
 from vitq.fileio import write_text
 from vitq.gates import build_path_check, failures, run_checks
 from vitq.layout import SAMPLES
+from vitq.models import weights_uri
 from vitq.recipe import Recipe
 from vitq.report import markdown, table
 from vitq.variants import shipped
@@ -24,7 +25,7 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     evaluation = json.loads(inputs["eval"].read_text(encoding="utf-8"))
     root = outputs["manifest"].parent
     checks = [*run_checks(recipe, evaluation["metrics"]), path_gate(recipe, inputs, root)]
-    manifest = mf.build_manifest(recipe, inputs, root, evaluation, checks)
+    manifest = mf.build_manifest(recipe, inputs, root, evaluation, checks, weights_uri(recipe))
     write_text(outputs["manifest"], mf.dumps(manifest))
     write_text(outputs["report"], markdown(manifest))
     print(table(manifest), flush=True)

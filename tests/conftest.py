@@ -14,19 +14,33 @@ DIGITS = REPO / "recipes" / "digits.yaml"
 
 
 def run_doit(*args: str, recipes: Path | None = None, artifacts: Path, check: bool = True,
-             repo: Path = REPO) -> subprocess.CompletedProcess:
-    """doit as a user runs it, from a checkout (``repo``: this one, or a copy whose code a test edits)."""
-    env = {**os.environ, "VITQ_ARTIFACTS": str(artifacts)}
+             repo: Path = REPO, python: str = sys.executable, env: dict[str, str] | None = None,
+             umask: int = -1) -> subprocess.CompletedProcess:
+    """doit as a user runs it, from a checkout (``repo``: this one, or a copy whose code a test edits), with
+    ``python`` (another venv path) and ``env`` (on top of this process's) if given."""
+    env = {**os.environ, "VITQ_ARTIFACTS": str(artifacts), **(env or {})}
     env.pop("PYTHONHASHSEED", None)
     if recipes is not None:
         env["VITQ_RECIPES"] = str(recipes)
     proc = subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(repo / "dodo.py"), *args],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+        [python, "-m", "doit", "-f", str(repo / "dodo.py"), *args],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=900, umask=umask,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def copy_checkout(folder: Path) -> Path:
+    """A copy of this checkout's code and recipes in another place (to edit vitq's own sources as an upgrade
+    would, or to build from another path)."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    shutil.copytree(REPO / "vitq", folder / "vitq", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "recipes", folder / "recipes")
+    shutil.copy(REPO / "dodo.py", folder / "dodo.py")
+    return folder
 
 
 def tasks_ran(proc: subprocess.CompletedProcess) -> set[str]:
@@ -94,3 +108,21 @@ def copy_build(build, tmp_path):
     shutil.copytree(build[0], recipes)
     shutil.copytree(build[1], root)
     return recipes, root
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 (a free port) with one bucket, for the whole session; stopped after."""
+    from s3_server import moto_s3
+
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_shared_cache():
+    """Tests' builds never read or fill a developer's shared build cache; the cache tests set their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("VITQ_CACHE", raising=False)
+        patch.delenv("VITQ_CACHE_MODE", raising=False)
+        yield

@@ -25,7 +25,7 @@ def test_verify_of_a_missing_manifest_is_one_line_and_exit_2(tmp_path, capsys):
 def test_report_shows_the_report_and_each_stages_cost(tiny_build, capsys):
     assert main(["report", str(tiny_build.root)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("# tiny 0.0.0: PASSED") and "| stage | seconds | peak RSS MB |" in out and "| int8 |" in out
+    assert out.startswith("# tiny 0.0.0: PASSED") and "| stage | work s | start-up s | peak RSS MB |" in out and "| int8 |" in out
 
 
 @pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 from vitq import fingerprint
 from vitq.fingerprint import RECORDED_TOOLS, code_closure, field_values, stage_fingerprint
 from vitq.manifest import versions
-from vitq.pipeline import STAGES, stage_named
+from vitq.pipeline import STAGES, stage_named, stages_for
 from vitq.recipe import load_recipe
 
 from helpers_models import tiny_recipe
@@ -80,6 +80,15 @@ def test_evaluation_does_not_depend_on_the_recipes_thread_count(tmp_path):
     two = load_recipe(tmp_path / "a" / "tiny.yaml").model_copy(update={"threads": 2})
     assert stage_fingerprint(stage_named("eval"), one) == stage_fingerprint(stage_named("eval"), two)
     assert stage_fingerprint(stage_named("fp32"), one) != stage_fingerprint(stage_named("fp32"), two)
+
+
+def test_a_recipe_in_another_folder_has_the_same_fingerprints(tmp_path):
+    """Paths in the recipe count relative to it: a checkout elsewhere reuses doit state and cache entries."""
+    here, there = tiny_recipe(tmp_path / "here"), tiny_recipe(tmp_path / "elsewhere" / "there")
+    for stage in stages_for(here):
+        assert stage_fingerprint(stage, here) == stage_fingerprint(stage, there), stage.name
+    moved = tiny_recipe(tmp_path / "moved", extra="samples: {dir: ../here/images, labels: ../here/images/labels.csv}\n")
+    assert stage_fingerprint(stage_named("samples"), moved) != stage_fingerprint(stage_named("samples"), here)
 
 
 def test_fingerprints_include_the_versions_of_the_tools_a_stage_uses(tmp_path):

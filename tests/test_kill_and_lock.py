@@ -88,3 +88,37 @@ def test_two_builds_on_one_output_folder_do_not_interleave(tmp_path):
     assert "another vitq build is writing this output folder" in second_out
     assert "Traceback" not in second_out
     run_doit("build:quick", recipes=recipes, artifacts=root)  # and afterwards building works again
+
+
+def test_recipes_build_in_parallel_and_side_by_side_with_the_bytes_of_one_at_a_time(tmp_path):
+    """Two doit invocations on two recipes of one root at once, then `doit -n 2` on both in another root:
+    every build succeeds, doit's state stays sound (a rerun does nothing), and the bytes are the same."""
+    import sqlite3
+
+    from conftest import tasks_skipped, write_recipe
+    from helpers_models import TINY_TIMM, make_images
+
+    recipes = tmp_path / "recipes"
+    make_images(recipes / "images")
+    for name, seed in (("one", 7), ("two", 8)):
+        text = TINY_TIMM.format(extra="executorch: {enabled: false}\n").replace("seed: 7", f"seed: {seed}")
+        write_recipe(recipes, name, text)
+    side = tmp_path / "side-by-side"
+    builds = [start_build(recipes, side, f"build:{name}") for name in ("one", "two")]
+    outputs = [b.communicate(timeout=TIMEOUT)[0] for b in builds]
+    assert [b.returncode for b in builds] == [0, 0], outputs
+    rerun = run_doit("build:one", "build:two", recipes=recipes, artifacts=side)
+    assert tasks_ran(rerun) == set() and {"manifest:one", "manifest:two"} <= tasks_skipped(rerun)
+    assert sqlite3.connect(side / ".doit.db").execute("pragma integrity_check").fetchone() == ("ok",)
+
+    parallel = tmp_path / "parallel"
+    run_doit("-n", "2", "build:one", "build:two", recipes=recipes, artifacts=parallel)
+    for name in ("one", "two"):
+        assert tree(parallel / name) == tree(side / name), name
+
+
+def tree(folder):
+    from vitq.fileio import sha256_file
+
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "build-log.jsonl"}

@@ -14,7 +14,7 @@ from vitq.layout import ArtifactPaths
 from vitq.pipeline import stage_named
 from vitq.tasks import recipe_tasks, user_error
 
-from conftest import REPO, quick_digits, run_doit, tasks_ran, tasks_skipped, write_recipe
+from conftest import REPO, copy_checkout, quick_digits, run_doit, tasks_ran, tasks_skipped, write_recipe
 from helpers_models import tiny_recipe
 
 
@@ -60,15 +60,6 @@ def test_loading_dodo_imports_neither_torch_nor_the_benchmark():
 # ---------------------------------------------------------------- end to end, through doit
 
 CHAIN = {"samples:quick", "fp32:quick", "int8:quick", "optimized:quick", "lite:quick"}
-
-
-def copy_checkout(folder):
-    """A copy of this checkout's code and recipes, so a test can edit vitq's own sources as an upgrade would."""
-    folder.mkdir()
-    shutil.copytree(REPO / "vitq", folder / "vitq", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "recipes", folder / "recipes")
-    shutil.copy(REPO / "dodo.py", folder / "dodo.py")
-    return folder
 
 
 @pytest.mark.e2e

@@ -5,6 +5,7 @@
     vitq predict ARTIFACT IMAGE...               top-5 class names per image, from any variant
     vitq report RECIPE_OR_BUILD_DIR              report.md plus what each build stage cost (time, memory)
     vitq diff A B                                what differs between two builds and from which stage; 0 same, 1 not
+    vitq cache status RECIPE                     per stage, would a build hit or miss the shared cache (VITQ_CACHE)
 """
 
 from __future__ import annotations
@@ -41,8 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     diff = commands.add_parser("diff", help="what differs between two builds, and from which stage each difference starts")
     diff.add_argument("a", type=Path, help="manifest.json, build folder or release .tar.gz")
     diff.add_argument("b", type=Path, help="the same for the other build")
+    cache = commands.add_parser("cache", help="the shared build cache named by VITQ_CACHE")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    cache_status = cache_commands.add_parser("status", help="per stage, whether a build would hit or miss the cache "
+                                             "(builds nothing)")
+    cache_status.add_argument("recipe", help="a recipe name (recipes/ or VITQ_RECIPES) or its YAML file")
     args = parser.parse_args(argv)
-    handler = {"verify": _verify, "release": _release, "predict": _predict, "report": _report, "diff": _diff}[args.command]
+    handler = {"verify": _verify, "release": _release, "predict": _predict, "report": _report, "diff": _diff,
+               "cache": _cache_status}[args.command]
     return run_command(lambda: handler(args), prefix="vitq: ")
 
 
@@ -108,6 +115,29 @@ def _diff(args: argparse.Namespace) -> int:
     if not lines:
         print(f"{args.a} and {args.b}: the same build")
     return PROBLEMS if lines else OK
+
+
+def _cache_status(args: argparse.Namespace) -> int:
+    from vitq.cache import URL_VAR, Store, settings, status
+    from vitq.errors import VitqError
+    from vitq.layout import ArtifactPaths
+    from vitq.recipe import artifacts_root, discover, load_recipe
+
+    config = settings()
+    if config is None:
+        raise VitqError(f"{URL_VAR} is not set: name the cache, e.g. {URL_VAR}=s3://bucket/prefix")
+    found = discover()
+    if args.recipe in found:
+        recipe = load_recipe(found[args.recipe])
+    elif args.recipe.endswith((".yaml", ".yml")):
+        recipe = load_recipe(args.recipe)
+    else:
+        raise VitqError(f"{args.recipe}: no such recipe (known: {', '.join(sorted(found))})")
+    paths = ArtifactPaths.for_recipe(artifacts_root(), recipe.name)
+    print(f"{recipe.name}: {URL_VAR}={config.url} (mode {config.mode}), builds in {paths.root}")
+    for verdict in status(recipe, paths, Store.open(config.url)):
+        print(f"  {verdict.stage:<10} {(verdict.key or '')[:12]:<12}  {verdict.state}")
+    return OK
 
 
 if __name__ == "__main__":

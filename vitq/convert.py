@@ -13,6 +13,7 @@ import torch
 from vitq import models
 from vitq.buildpaths import relative_torchscript_sources, strip_torchscript_build_paths
 from vitq.errors import RecipeError
+from vitq.progress import Progress
 
 DTYPES = {"qint8": torch.qint8, "float16": torch.float16}
 MODULES = {"Linear": torch.nn.Linear}
@@ -76,27 +77,33 @@ def export_executorch(recipe: Any, model: torch.nn.Module) -> tuple[bytes, dict[
     from executorch.exir import to_edge_transform_and_lower
 
     example = (models.example_input(recipe),)
-    try:
-        program = torch.export.export(model, example, strict=False)
-        if recipe.executorch.quantize == "dynamic_int8":
-            program = torch.export.export(_quantize_pt2e(program.module(), example), example, strict=False)
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RecipeError(recipe.path, "executorch", f"torch.export cannot export {recipe.model.name} for ExecuTorch "
-                          f"({first[:200]}); try executorch: {{quantize: none}}, or switch the .pte off with "
-                          "executorch: {enabled: false}") from None
-    info = get_delegation_info(edge.exported_program().graph_module)
-    portable = {op: b.non_delegated for op, b in sorted(info.delegation_by_operator.items())
-                if b.non_delegated and op != "getitem"}  # getitem only unpacks tuples
-    delegation = {
-        "backend": "XnnpackBackend",
-        "delegated_subgraphs": info.num_delegated_subgraphs,
-        "delegated_nodes": info.num_delegated_nodes,
-        "portable_nodes": info.num_non_delegated_nodes,
-        "portable_operators": portable,
-    }
-    return edge.to_executorch().buffer, delegation
+    quantize = recipe.executorch.quantize == "dynamic_int8"
+    with Progress(4 if quantize else 3, unit="step") as progress:
+        try:
+            progress.step("export (torch.export)")
+            program = torch.export.export(model, example, strict=False)
+            if quantize:
+                progress.step("quantize (pt2e dynamic int8)")
+                program = torch.export.export(_quantize_pt2e(program.module(), example), example, strict=False)
+            progress.step("lower (XNNPACK)")
+            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RecipeError(recipe.path, "executorch", f"torch.export cannot export {recipe.model.name} for "
+                              f"ExecuTorch ({first[:200]}); try executorch: {{quantize: none}}, or switch the .pte "
+                              "off with executorch: {enabled: false}") from None
+        info = get_delegation_info(edge.exported_program().graph_module)
+        portable = {op: b.non_delegated for op, b in sorted(info.delegation_by_operator.items())
+                    if b.non_delegated and op != "getitem"}  # getitem only unpacks tuples
+        delegation = {
+            "backend": "XnnpackBackend",
+            "delegated_subgraphs": info.num_delegated_subgraphs,
+            "delegated_nodes": info.num_delegated_nodes,
+            "portable_nodes": info.num_non_delegated_nodes,
+            "portable_operators": portable,
+        }
+        progress.step("serialize (to_executorch)")
+        return edge.to_executorch().buffer, delegation
 
 
 def _quantize_pt2e(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""Build cost: the latest run of each stage from ``build-log.jsonl``, as a markdown table.
+"""Build cost: the latest run of each stage from ``build-log.jsonl`` (work, start-up, peak memory), as a table.
 
 The log (written by ``vitq.runner``, one JSON line per stage run) lives beside the artifacts and is
 not part of the manifest, which must stay reproducible. Cheap to import: no torch.
@@ -43,22 +43,30 @@ def latest_runs(build_log: Path) -> tuple[list[dict[str, Any]], int]:
 
 
 def format_costs(build_log: Path) -> str:
-    """Markdown: seconds and peak RSS of the latest run of each stage, plus the total."""
+    """Markdown: work seconds, start-up overhead and peak RSS of the latest run of each stage, plus totals."""
     runs, skipped = latest_runs(build_log)
     if not runs:
         raise InputError(build_log, "build log lists no stage runs")
-    lines = ["| stage | seconds | peak RSS MB | finished (UTC) |", "|---|---:|---:|---|"]
+    lines = ["| stage | work s | start-up s | peak RSS MB | finished (UTC) |", "|---|---:|---:|---:|---|"]
     for r in runs:
-        lines.append(f"| {r['stage']} | {float(r['seconds']):.1f} | {_mb(r.get('peak_rss_mb'))} | {r.get('finished', '')} |")
+        startup = "cache hit" if r.get("cache") == "hit" else _seconds(r.get("startup_seconds"))
+        lines.append(f"| {r['stage']} | {float(r['seconds']):.1f} | {startup} | {_mb(r.get('peak_rss_mb'))} "
+                     f"| {r.get('finished', '')} |")
     total = sum(float(r["seconds"]) for r in runs)
+    startups = [float(r["startup_seconds"]) for r in runs if isinstance(r.get("startup_seconds"), (int, float))]
     peaks = [float(r["peak_rss_mb"]) for r in runs if isinstance(r.get("peak_rss_mb"), (int, float))]
-    lines.append(f"| **total** | **{total:.1f}** | **{max(peaks):.0f}** (max) | |" if peaks else
-                 f"| **total** | **{total:.1f}** | | |")
-    notes = ["", "Latest run of each stage; every stage runs in its own process, so peak RSS includes "
-             "the interpreter and the libraries the stage imports (torch, timm...)."]
+    lines.append(f"| **total** | **{total:.1f}** | {f'**{sum(startups):.1f}**' if startups else ''} | "
+                 f"{f'**{max(peaks):.0f}** (max)' if peaks else ''} | |")
+    notes = ["", "Latest run of each stage. Work: the stage itself; start-up: from doit asking for the stage to its "
+             "work starting (a process forked from the warm stage server, or a fresh interpreter with "
+             "VITQ_STAGE_PROCESS=fresh); peak RSS includes the libraries the stage process holds (torch, timm...)."]
     if skipped:
         notes.append(f"{skipped} unreadable line(s) in {Path(build_log).name} skipped.")
     return "\n".join(lines + notes) + "\n"
+
+
+def _seconds(value: Any) -> str:
+    return f"{float(value):.2f}" if isinstance(value, (int, float)) else ""
 
 
 def _mb(value: Any) -> str:

@@ -19,6 +19,15 @@ class CheckpointingReporter(ConsoleReporter):
 
     desc = "console output; task state is saved after each task"
 
+    def initialize(self, tasks, selected_tasks) -> None:
+        """In the doit process, before ``doit -n N`` forks its workers: lock the recipes this run may write,
+        so every worker holds the locks (vitq.tasks.lock_selected_recipes)."""
+        super().initialize(tasks, selected_tasks)
+        from vitq.recipe import artifacts_root
+        from vitq.tasks import lock_selected_recipes
+
+        lock_selected_recipes(tasks, selected_tasks, artifacts_root())
+
     def add_success(self, task) -> None:
         super().add_success(task)  # doit has just called dep_manager.save_success(task)
         checkpoint()

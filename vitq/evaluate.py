@@ -14,6 +14,7 @@ import torch
 
 from vitq import runtimes
 from vitq.preprocess import load_batch
+from vitq.progress import Progress
 from vitq.samples import Sample, read_samples
 from vitq.variants import REFERENCE, variants_for
 
@@ -35,10 +36,17 @@ def evaluate(recipe: Any, files: Mapping[str, Path], labels: Path) -> dict[str, 
     batches = [load_batch(recipe.preprocess, [s.path for s in samples[i : i + BATCH]])
                for i in range(0, len(samples), BATCH)]
     logits = {}
-    for variant in variants_for(recipe):  # one at a time: peak memory is one model, not all of them
-        run = runtimes.load(variant.id, recipe, files, EVAL_THREADS)
-        logits[variant.id] = np.concatenate([run(batch) for batch in batches]).astype(np.float32)
-        del run
+    variants = variants_for(recipe)
+    with Progress(len(variants) * len(samples), unit="images") as progress:  # prefix: the stage's, or verify's
+        for i, variant in enumerate(variants, 1):  # one at a time: peak memory is one model, not all of them
+            progress.set_postfix_str(f"variant {i}/{len(variants)}: {variant.id}")
+            run = runtimes.load(variant.id, recipe, files, EVAL_THREADS)
+            outputs = []
+            for batch in batches:
+                outputs.append(run(batch))
+                progress.update(len(batch))
+            logits[variant.id] = np.concatenate(outputs).astype(np.float32)
+            del run
     classes = logits[REFERENCE].shape[1]
     user_labels = Path(recipe.samples.labels) if recipe.samples.labels else None
     read_samples(labels, num_classes=classes, shown_as=user_labels)  # labels must name classes the model has

@@ -17,8 +17,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Everything that shapes the bytes of some artifact: recorded in every manifest.
 RECORDED_TOOLS = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxscript", "safetensors",
@@ -74,16 +72,18 @@ def code_digest(module: str) -> str:
 
 
 def field_values(recipe: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    """The recipe fields a stage reads, as plain JSON data. A field under a missing section is None."""
+    """The recipe fields a stage reads, as plain JSON data, paths relative to the recipe file (so a checkout
+    elsewhere has the same fingerprint and cache keys). A field under a missing section is None."""
+    resolved = recipe.resolved()
     values: dict[str, Any] = {}
     for dotted in fields:
         if dotted == "*":
-            values[dotted] = recipe.resolved()
+            values[dotted] = resolved
             continue
-        node: Any = recipe
+        node: Any = resolved
         for part in dotted.split("."):
-            node = getattr(node, part, None) if node is not None else None
-        values[dotted] = node.model_dump(mode="json", exclude_none=True) if isinstance(node, BaseModel) else node
+            node = node.get(part) if isinstance(node, dict) else None
+        values[dotted] = node
     return values
 
 

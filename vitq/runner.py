@@ -1,8 +1,9 @@
-"""Run one build stage in a process of its own: ``python -m vitq.runner STAGE RECIPE_FILE ARTIFACTS_ROOT``.
+"""Run one build stage in this process: forked from the stage server (vitq.stage_process), or in a fresh
+interpreter, ``python -m vitq.runner STAGE RECIPE_FILE ARTIFACTS_ROOT`` (``VITQ_STAGE_PROCESS=fresh``).
 
-Why a process per stage: saved TorchScript depends on PYTHONHASHSEED, which must be fixed before the
-interpreter starts; the doit process stays free of torch; each stage's time and peak memory are its own.
-Exit codes: 0 done, 2 user error (one line on stderr), anything else is a vitq bug (traceback).
+Saved TorchScript depends on PYTHONHASHSEED, which must be fixed before the interpreter starts (the fresh
+interpreter re-executes itself with it). Exit codes: 0 done, 2 user error (one line on stderr), anything else
+is a vitq bug (traceback).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+from vitq import progress
 from vitq.errors import USER_ERROR, run_command
 from vitq.layout import ArtifactPaths
 from vitq.pipeline import stage_named
 from vitq.recipe import Recipe, load_recipe
+from vitq.stage_process import HASH_SEED
 from vitq.torch_setup import configure_torch
-
-HASH_SEED = "0"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,27 +35,37 @@ def main(argv: list[str] | None = None) -> int:
         return USER_ERROR
     stage_name, recipe_file, root = args
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-    return run_command(lambda: _run(stage_name, recipe_file, Path(root)))
+    import psutil
+
+    started = psutil.Process().create_time()  # start-up: this interpreter, from its start
+    return run_command(lambda: run_and_report(stage_name, recipe_file, root, requested=started))
 
 
-def _run(stage_name: str, recipe_file: str, root: Path) -> int:
+def run_and_report(stage_name: str, recipe_file: str, root: str, requested: float | None = None) -> int:
+    """Run a stage and print its line: summary, work time, start-up overhead, peak memory."""
     recipe = load_recipe(recipe_file)
-    summary, seconds, peak_mb = run_stage(stage_name, recipe, ArtifactPaths.for_recipe(root, recipe.name))
+    summary, seconds, peak_mb = run_stage(stage_name, recipe, ArtifactPaths.for_recipe(Path(root), recipe.name),
+                                          requested)
     print(f"  {recipe.name}:{stage_name:<10} {summary}  [{seconds:.1f}s, peak {peak_mb:.0f} MB]", flush=True)
     return 0
 
 
-def run_stage(stage_name: str, recipe: Recipe, paths: ArtifactPaths) -> tuple[str, float, float]:
+def run_stage(stage_name: str, recipe: Recipe, paths: ArtifactPaths,
+              requested: float | None = None) -> tuple[str, float, float]:
     """Run a stage in this process with the inputs and outputs the pipeline gives doit; log its cost beside the
-    artifacts (not in the manifest)."""
+    artifacts (not in the manifest). ``requested``: when the stage was asked for (time.time()), so the log says
+    what starting its process cost."""
     stage = stage_named(stage_name)
     configure_torch(recipe)
     module = importlib.import_module(stage.module)
+    startup = None if requested is None else max(0.0, time.time() - requested)
     started = time.perf_counter()
-    summary = module.run(recipe, stage.inputs(recipe, paths), stage.outputs(recipe, paths))
+    with progress.stage(f"{recipe.name}:{stage_name}"):  # the prefix of this stage's progress lines
+        summary = module.run(recipe, stage.inputs(recipe, paths), stage.outputs(recipe, paths))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     _log(paths, {"recipe": recipe.name, "stage": stage_name, "seconds": round(seconds, 3),
+                 **({"startup_seconds": round(startup, 3)} if startup is not None else {}),
                  "peak_rss_mb": round(peak_mb, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return summary, seconds, peak_mb
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,13 +11,15 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from vitq.errors import USER_ERROR, VitqError
+from vitq import stage_process
+from vitq.cache import stage_cache
+from vitq.errors import INTERRUPTED_EXIT, USER_ERROR, VitqError
 from vitq.fileio import remove_stale_temps
 from vitq.fingerprint import canonical, stage_fingerprint
 from vitq.layout import ArtifactPaths
 from vitq.pipeline import STAGES, model_files, stages_for
 from vitq.recipe import Recipe, discover, load_recipe
-from vitq.runner import HASH_SEED
+from vitq.stage_process import die_with_parent, user_error  # noqa: F401  (user_error: part of this API)
 
 
 def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
@@ -111,89 +111,94 @@ def bench_inputs(recipe: Recipe, paths: ArtifactPaths) -> list[Path]:
 def run_bench(recipe_file: str, artifacts_root: str, repeats: int | None, warmup: int | None) -> bool | TaskFailed:
     """doit action: benchmark every variant in a child process (python -m vitq.bench), holding the build lock."""
     try:
-        hold_build_lock(Path(artifacts_root))
+        hold_build_lock(Path(artifacts_root), Path(recipe_file).stem)
     except VitqError as exc:
         return TaskFailed(str(exc))
     command = [sys.executable, "-m", "vitq.bench", recipe_file, artifacts_root]
     command += [*(["--repeats", str(repeats)] if repeats is not None else []),
                 *(["--warmup", str(warmup)] if warmup is not None else [])]
     try:
-        proc = subprocess.run(command, preexec_fn=_die_with_parent)
+        proc = subprocess.run(command, preexec_fn=die_with_parent)
     except KeyboardInterrupt:
         return TaskFailed(INTERRUPTED)
     return True if proc.returncode == 0 else TaskFailed(f"bench failed (exit {proc.returncode}); see the line above")
 
 
 def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskFailed:
-    """doit action: run the stage in a child process with a fixed hash seed (see vitq.runner)."""
+    """doit action: run the stage in a process of its own (vitq.stage_process), unless the shared cache
+    (VITQ_CACHE, vitq.cache) has its outputs; a stage that ran offers them to the cache."""
     try:
-        hold_build_lock(Path(artifacts_root))
+        hold_build_lock(Path(artifacts_root), Path(recipe_file).stem)
+        cached = stage_cache(stage, recipe_file, artifacts_root)  # None without VITQ_CACHE
+        if cached is not None and cached.restore():
+            return True
+        result = stage_process.run(stage, recipe_file, artifacts_root, keep_stdout=cached is not None and cached.writes)
     except VitqError as exc:
         return TaskFailed(str(exc))
-    env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "vitq.runner", stage, recipe_file, artifacts_root],
-            env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
-        )
     except KeyboardInterrupt:  # Ctrl-C: the stage process is killed, its temp files never become targets
         return TaskFailed(INTERRUPTED)
-    if proc.returncode == 0:
+    if result.exitcode == 0:
+        if cached is not None and cached.writes:
+            cached.store_outputs(result.stdout)
         return True
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    if proc.returncode == USER_ERROR and lines:
-        return TaskFailed(user_error(lines))
-    sys.stderr.write(proc.stderr)
-    return TaskFailed(f"stage {stage} crashed (exit {proc.returncode}); this is a vitq bug, output above")
+    if result.exitcode == USER_ERROR and result.error:
+        return TaskFailed(result.error)
+    if result.exitcode == INTERRUPTED_EXIT:
+        return TaskFailed(INTERRUPTED)
+    return TaskFailed(f"stage {stage} crashed (exit {result.exitcode}); this is a vitq bug, output above")
 
 
-def user_error(stderr_lines: list[str]) -> str:
-    """The stage's error: its last line, or a "<file>: N problems" header and the N lines after it."""
-    for i in range(len(stderr_lines) - 1, -1, -1):
-        found = PROBLEMS_HEADER.search(stderr_lines[i])
-        if found and len(stderr_lines) - i - 1 == int(found.group(1)):
-            return "\n".join(stderr_lines[i:])
-    return stderr_lines[-1]
-
-
-PROBLEMS_HEADER = re.compile(r": (\d+) problems$")
 INTERRUPTED = "interrupted: finished stages are kept; run the same command again to continue"
 
 _held_locks: dict[Path, Any] = {}
+LOCKED_TASKS = {*(stage.name for stage in STAGES), "bench"}  # tasks that write into a recipe's folder
 
 
-def hold_build_lock(artifacts_root: Path) -> None:
-    """One build at a time per output folder, held until this doit process exits (even if killed).
+def hold_build_lock(artifacts_root: Path, recipe: str) -> None:
+    """One build at a time per recipe's output folder, held until this doit process exits (even if killed).
+    Other recipes in the same root build at the same time (``doit -n N``, or another doit).
 
-    Taken by the first stage that runs, so `doit list` or a no-op build never waits or fails.
+    Taken by the doit process before it starts parallel workers (``lock_selected_recipes``), so they share
+    it; otherwise by the first stage that runs, so `doit list` or a no-op build never waits or fails.
     """
     from filelock import FileLock, Timeout
 
-    root = artifacts_root.absolute()
-    if root in _held_locks:
+    folder = (Path(artifacts_root) / recipe).absolute()
+    if folder in _held_locks:
         return
-    root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(root / ".vitq-build.lock"), timeout=0)
+    locks = folder.parent / ".locks"  # beside the build folders: nothing in a build but the build
+    locks.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(exist_ok=True)
+    lock = FileLock(str(locks / f"{recipe}.lock"), timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise VitqError(f"{root}: another vitq build is writing this output folder; wait for it to finish "
+        raise VitqError(f"{folder}: another vitq build is writing this output folder; wait for it to finish "
                         "or set VITQ_ARTIFACTS to another folder") from None
-    _held_locks[root] = lock
-    for folder in root.iterdir():  # temp files of a killed build; nothing else writes here now
-        if folder.is_dir():
-            remove_stale_temps(folder)
+    _held_locks[folder] = lock
+    remove_stale_temps(folder)  # temp files of a killed build; nothing else writes here now
 
 
-def _die_with_parent() -> None:
-    """Linux: a stage process dies with its doit process, so a killed build leaves no orphan writing files."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def lock_selected_recipes(tasks: dict[str, Any], selected: list[str], artifacts_root: Path) -> None:
+    """Before doit forks its workers (``-n N``): lock every recipe the run may write, so all workers hold the
+    locks. A recipe another build holds is left: its first stage then fails with the one-line reason."""
+    recipes: set[str] = set()
+    todo = list(selected)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in tasks:
+            continue
+        seen.add(name)
+        todo.extend(tasks[name].task_dep)
+        base, _, recipe = name.partition(":")
+        if recipe and base in LOCKED_TASKS:
+            recipes.add(recipe)
+    for recipe in sorted(recipes):
+        try:
+            hold_build_lock(artifacts_root, recipe)
+        except VitqError:
+            pass
 
 
 def _broken(name: str, message: str) -> dict[str, Any]:

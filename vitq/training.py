@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from vitq.datasets import digits
 from vitq.preprocess import build_transform
+from vitq.progress import Progress
 from vitq.recipe import Recipe
 
 
@@ -29,21 +30,37 @@ def train(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.nn.Module, floa
         optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps_per_epoch, pct_start=0.15
     )
     fill = _background(recipe)
-    for _ in range(spec.epochs):
-        model.train()
-        order = torch.randperm(len(y_train), generator=generator)
-        for start in range(0, len(order), spec.batch_size):
-            batch = order[start : start + spec.batch_size]
-            images = _shift(x_train[batch], spec.shift, fill, generator)
-            loss = F.cross_entropy(model(images), y_train[batch], label_smoothing=spec.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    with Progress(spec.epochs, "epoch") as progress:
+        for _ in range(spec.epochs):
+            model.train()
+            order = torch.randperm(len(y_train), generator=generator)
+            loss_sum = 0.0
+            for start in range(0, len(order), spec.batch_size):
+                batch = order[start : start + spec.batch_size]
+                images = _shift(x_train[batch], spec.shift, fill, generator)
+                loss = F.cross_entropy(model(images), y_train[batch], label_smoothing=spec.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                loss_sum += loss.item()
+            if progress.enabled:  # shown only: no grad, eval mode, no random numbers, so the weights stay the same
+                progress.set_postfix_str(f"loss {loss_sum / steps_per_epoch:.3f} "
+                                         f"held-out {_accuracy(model, x_test, y_test):.1%}")
+            progress.update(1)
     model.eval()
-    with torch.no_grad():
-        accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
-    return model, accuracy
+    return model, _accuracy(model, x_test, y_test)
+
+
+def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 on a held-out set, in eval mode without gradients; the model is left in the mode it was in."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return (model(images).argmax(1) == labels).float().mean().item()
+    finally:
+        model.train(training)
 
 
 def _to_tensor(recipe: Recipe, images: Any) -> torch.Tensor:

@@ -150,6 +150,7 @@ def _check_provenance(manifest: dict[str, Any], root: Path) -> list[str]:
 
 
 def _rerun(manifest: dict[str, Any], manifest_path: Path) -> list[str]:
+    from vitq import progress
     from vitq.evaluate import evaluate
     from vitq.torch_setup import configure_torch
 
@@ -157,7 +158,8 @@ def _rerun(manifest: dict[str, Any], manifest_path: Path) -> list[str]:
     recipe = mf.recipe_from_manifest(manifest, root)
     configure_torch(recipe)
     files = mf.artifact_files(manifest, root)
-    result = evaluate(recipe, files, root / manifest["samples"]["labels"])
+    with progress.stage(f"verify:{recipe.name}"):
+        result = evaluate(recipe, files, root / manifest["samples"]["labels"])
     problems = []
     for variant, recorded in manifest["accuracy"].items():
         now = result["metrics"].get(variant)

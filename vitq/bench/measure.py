@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import resource
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -228,7 +227,9 @@ def measure(m: Measurement, recipe: Recipe, files: dict[str, Path], threads: int
                 run(batch)
                 bar.update(1)
         record["peak_extra_mb"] = round(memory.stop(), 1)
+        where = bar.postfix
         for b, batch in inputs.batches.items():
+            bar.set_postfix_str(f"{where}, batch {b}")
             record["batches"][str(b)] = time_runs(run, batch, repeats, bar)
     except Exception as exc:  # one broken variant must not hide the others' numbers
         memory.stop()
@@ -276,7 +277,8 @@ def run_bench(recipe: Recipe, paths: ArtifactPaths, repeats: int, warmup: int, b
               threads: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Measure every variant (and int8 eager per engine); return the report (see ``assemble``)."""
     import torch
-    from tqdm import tqdm
+
+    from vitq.progress import Progress
 
     if repeats < 1 or warmup < 0:
         raise VitqError(f"{recipe.name}: --repeats must be >= 1 and --warmup >= 0")
@@ -291,18 +293,18 @@ def run_bench(recipe: Recipe, paths: ArtifactPaths, repeats: int, warmup: int, b
     todo = measurements(recipe, list(torch.backends.quantized.supported_engines))
     warm = max(1, warmup)
     host = {**host_info(), "load_average": {"start": load_average()}}
-    bar = tqdm(total=len(todo) * len(batch_sizes) * (warm + repeats), desc=f"bench {recipe.name}", unit="run",
-               file=sys.stderr, disable=not progress, dynamic_ncols=True, leave=True)
+    bar = Progress(len(todo) * len(batch_sizes) * (warm + repeats), f"{len(todo)} variants x batch "
+                   f"{','.join(map(str, batch_sizes))}", "runs", fallback_prefix=f"bench:{recipe.name}",
+                   mode=None if progress else "off")
     results, method = [], ""
-    for m in todo:
-        bar.set_postfix_str(m.label)
-        record, method_used = measure(m, recipe, files, threads, inputs, warm, repeats, bar)
-        method = method or method_used
-        if record["error"]:
-            bar.write(f"  {m.id}: FAILED: {record['error']}", file=sys.stderr)
-        results.append(record)
-    bar.set_postfix_str("done")
-    bar.close()
+    with bar:
+        for i, m in enumerate(todo, 1):
+            bar.set_postfix_str(f"variant {i}/{len(todo)}: {m.label}")
+            record, method_used = measure(m, recipe, files, threads, inputs, warm, repeats, bar)
+            method = method or method_used
+            if record["error"]:
+                bar.write(f"{m.id}: FAILED: {record['error']}")
+            results.append(record)
     torch.backends.quantized.engine = recipe.quantize.engine
     host["load_average"]["end"] = load_average()
     host["busy"] = busy(host)

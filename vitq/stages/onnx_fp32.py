@@ -18,6 +18,7 @@ from vitq import models
 from vitq.buildpaths import strip_onnx_build_paths
 from vitq.errors import VitqError
 from vitq.fileio import atomic_path
+from vitq.progress import Progress
 from vitq.recipe import Recipe
 from vitq.runtimes import onnx_session
 
@@ -28,7 +29,8 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     model = models.load_fp32(recipe, inputs["fp32"])
     example = models.example_input(recipe).repeat(2, 1, 1, 1)  # batch 1 would be specialised away
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with atomic_path(outputs["onnx_fp32"]) as tmp:
+    with Progress(3, unit="step") as progress, atomic_path(outputs["onnx_fp32"]) as tmp:
+        progress.step("export (torch.onnx, dynamo)")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every step
                 program = torch.onnx.export(
@@ -38,10 +40,12 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
                 program.save(str(tmp), external_data=False)
         except Exception as exc:
             raise VitqError(f"{recipe.name}: ONNX export of {recipe.model.name} failed: {str(exc).strip().splitlines()[0]}") from None
+        progress.step("check (onnx.checker)")
         proto = onnx.load(str(tmp))
         strip_onnx_build_paths(proto)  # the exporter records stack traces with this machine's absolute paths
         onnx.save(proto, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
+        progress.step("run (onnxruntime)")
         diff = _smoke(model, tmp, recipe)
     return f"torch.onnx.export(dynamo, opset {recipe.export.opset}) + onnx.checker; onnxruntime vs torch max |dlogit| {diff:.1e}"
 

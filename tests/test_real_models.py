@@ -59,6 +59,7 @@ samples: {dir: images, labels: images/labels.csv}
 """
 
 
+@pytest.mark.e2e  # a whole (small) build in this process: ~11 s, kept out of the one-minute unit tier
 def test_a_small_transformers_vit_goes_through_the_trace_path(tmp_path):
     make_images(tmp_path / "images")
     paths = build(load_recipe(write_recipe(tmp_path, "hf_tiny", HF_TINY)), tmp_path / "artifacts")

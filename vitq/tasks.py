@@ -151,7 +151,8 @@ def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskF
 INTERRUPTED = "interrupted: finished stages are kept; run the same command again to continue"
 
 _held_locks: dict[Path, Any] = {}
-LOCKED_TASKS = {*(stage.name for stage in STAGES), "bench"}  # tasks that write into a recipe's folder
+# Tasks that write into a recipe's folder, or may make doit run its stages (release needs the manifest).
+LOCKED_TASKS = {*(stage.name for stage in STAGES), "build", "bench", "release"}
 
 
 def hold_build_lock(artifacts_root: Path, recipe: str) -> None:

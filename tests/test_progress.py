@@ -59,6 +59,20 @@ def test_off_a_terminal_lines_are_prefixed_and_at_most_one_per_interval_plus_the
     assert lines[-1] == "digits:fp32  epoch 100/100 loss 0.010 done  [50.0s]"
 
 
+def test_work_done_only_to_be_shown_is_asked_for_only_when_a_line_will_show_it():
+    clock = Clock()
+    lines = Progress(3, "epoch", stream=io.StringIO(), clock=clock, interval=5.0, mode="lines")
+    assert not lines.shows_next()  # the first line is due 5 s in
+    clock.now += 5.0
+    assert lines.shows_next()
+    lines.update(1)
+    assert not lines.shows_next()
+    lines.update(1)
+    assert lines.shows_next()  # the last update: the final line shows it
+    assert Progress(3, stream=io.StringIO(), mode="bar").shows_next()
+    assert not Progress(3, stream=io.StringIO(), mode="off").shows_next()
+
+
 def test_on_a_terminal_it_is_a_tqdm_bar_with_the_prefix():
     out = Terminal()
     with progress.stage("digits:eval"), Progress(6, unit="images", stream=out) as bar:

@@ -109,8 +109,9 @@ def _rewrite_pickled_strings(data: bytes, rewrite) -> bytes:
     ops = list(pickletools.genops(data))
     pieces = []
     for (op, arg, pos), (_, _, end) in zip(ops, [*ops[1:], (None, None, len(data))], strict=True):
-        if op.name in {"BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"} and rewrite(arg) != arg:
-            encoded = rewrite(arg).encode("utf-8")
+        new = rewrite(arg) if op.name in {"BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"} else arg
+        if new != arg:
+            encoded = new.encode("utf-8")
             pieces.append(b"X" + struct.pack("<I", len(encoded)) + encoded)
         else:
             pieces.append(data[pos:end])

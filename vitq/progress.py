@@ -109,6 +109,13 @@ class Progress:
         """False when switched off: work done only to be shown (a held-out score) can be skipped."""
         return self.mode != "off"
 
+    def shows_next(self, n: int = 1) -> bool:
+        """Whether ``update(n)`` (or, at the end, the final line) will show the postfix: work done only to be
+        shown can be skipped when it would not be."""
+        if self.mode != "lines":
+            return self.enabled
+        return self.n + n >= self.total or self._clock() - self._last_line >= self._interval
+
     def update(self, n: int = 1) -> None:
         self.n += n
         if self._bar is not None:

@@ -9,8 +9,8 @@ The server starts with ``PYTHONHASHSEED`` fixed (saved TorchScript depends on it
 (``vitq.stage_preload``): no torch op runs there, so no thread pool exists when it forks. A stage writes to
 doit's own stdout and stderr (progress bars, warnings, a crash's traceback, live) and sends its result back
 over a pipe: the summary, or its one-line error. If doit dies (even by SIGKILL), the stage sees its
-lifeline pipe close and kills itself; the server exits when no stage is left. ``VITQ_STAGE_PROCESS=fresh`` starts a new interpreter
-per stage instead (``python -m vitq.runner``).
+lifeline pipe close and kills itself; the server exits when no stage is left. ``VITQ_STAGE_PROCESS=fresh``
+starts a new interpreter per stage instead (``python -m vitq.runner``).
 """
 
 from __future__ import annotations
@@ -98,13 +98,8 @@ def _run_forked(stage: str, recipe_file: str, artifacts_root: str) -> StageResul
 @contextlib.contextmanager
 def _doit_streams() -> Iterator[tuple[Connection | None, Connection | None]]:
     """Copies of doit's stdout and stderr descriptors for the stage (None where one has no descriptor)."""
-    copies = []
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-            copies.append(Connection(os.dup(stream.fileno()), readable=False))
-        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-            copies.append(None)
+    copies = [None if (fd := _dup(stream)) is None else Connection(fd, readable=False)
+              for stream in (sys.stdout, sys.stderr)]
     try:
         yield copies[0], copies[1]
     finally:
@@ -116,7 +111,7 @@ def _doit_streams() -> Iterator[tuple[Connection | None, Connection | None]]:
 def _stage_main(stage: str, recipe_file: str, artifacts_root: str, results: Connection, lifeline: Connection,
                 out: Connection | None, err: Connection | None, requested: float) -> None:
     """In the forked stage process: doit's streams as its own, the stage, its result back to doit."""
-    die_with_parent()  # the server: it outlives doit while a stage runs, so also
+    die_with_parent()  # with the server; and with doit through the lifeline (the server outlives doit)
     threading.Thread(target=_die_with_doit, args=(lifeline,), daemon=True).start()
     for copy, fd in ((out, 1), (err, 2)):
         if copy is not None:
@@ -195,11 +190,7 @@ def progress_to_stderr(env: dict[str, str]) -> Iterator[tuple[int, ...]]:
     terminal, plain lines in a log), so nothing of it enters the pipe. Yields the descriptors to pass on;
     none where doit's stderr is no file (progress then goes to the pipe, before any error line)."""
     env.pop(PROGRESS_FD_VAR, None)
-    try:
-        sys.stderr.flush()
-        fd = os.dup(sys.stderr.fileno())
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        fd = None
+    fd = _dup(sys.stderr)
     if fd is None:
         yield ()
         return
@@ -208,6 +199,15 @@ def progress_to_stderr(env: dict[str, str]) -> Iterator[tuple[int, ...]]:
         yield (fd,)
     finally:
         os.close(fd)
+
+
+def _dup(stream) -> int | None:
+    """A new descriptor for a stream of this process (flushed first); None where it has none (captured)."""
+    try:
+        stream.flush()
+        return os.dup(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 def user_error(stderr_lines: list[str]) -> str:
@@ -224,7 +224,6 @@ def die_with_parent() -> None:
     killed build leaves no orphan writing files."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

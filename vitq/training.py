@@ -44,7 +44,7 @@ def train(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.nn.Module, floa
                 optimizer.step()
                 schedule.step()
                 loss_sum += loss.item()
-            if progress.enabled:  # shown only: no grad, eval mode, no random numbers, so the weights stay the same
+            if progress.shows_next():  # shown only: no grad, eval mode, no random numbers; the weights stay the same
                 progress.set_postfix_str(f"loss {loss_sum / steps_per_epoch:.3f} "
                                          f"held-out {_accuracy(model, x_test, y_test):.1%}")
             progress.update(1)

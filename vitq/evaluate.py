@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vitq import runtimes
+from vitq.errors import RecipeError
 from vitq.preprocess import load_batch
 from vitq.progress import Progress
 from vitq.samples import Sample, read_samples
@@ -47,12 +48,25 @@ def evaluate(recipe: Any, files: Mapping[str, Path], labels: Path) -> dict[str, 
                 progress.update(len(batch))
             logits[variant.id] = np.concatenate(outputs).astype(np.float32)
             del run
+            if variant.id == REFERENCE:  # the first row: before any other variant is run
+                check_labels(recipe, labels, logits[REFERENCE].shape[1])
     classes = logits[REFERENCE].shape[1]
-    user_labels = Path(recipe.samples.labels) if recipe.samples.labels else None
-    read_samples(labels, num_classes=classes, shown_as=user_labels)  # labels must name classes the model has
     reference = logits[REFERENCE]
     metrics = {name: _metrics(out, reference, samples) for name, out in logits.items()}
     return {"n": len(samples), "classes": int(classes), "metrics": metrics}
+
+
+def check_labels(recipe: Any, labels: Path, classes: int) -> None:
+    """The sample labels must name classes the model has: the user's labels file, or the recipe's built-in set
+    (photos are ImageNet-1k classes, a 10-class model cannot be scored on them)."""
+    if recipe.samples.builtin is None:
+        read_samples(labels, num_classes=classes, shown_as=Path(recipe.samples.labels))
+        return
+    highest = max(max(s.accepted) for s in read_samples(labels))
+    if highest >= classes:
+        raise RecipeError(recipe.path, "samples", f"the {recipe.samples.builtin} samples are labelled with classes up "
+                          f"to {highest}, but {recipe.model.name} has {classes} outputs; use samples: {{dir: folder, "
+                          "labels: file} with your own images")
 
 
 def _metrics(out: np.ndarray, reference: np.ndarray, samples: list[Sample]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from vitq.errors import RecipeError
 
@@ -141,8 +141,18 @@ class Export(_Section):
 
 
 class Mobile(_Section):
+    """``optimize_for_mobile`` and the passes it should skip; without it the lite file is only frozen."""
+
     optimize: bool = True
     blocklist: list[MobilePass] = []
+
+    @field_validator("blocklist")
+    @classmethod
+    def _needs_optimize(cls, blocklist: list[str], info: ValidationInfo) -> list[str]:
+        if blocklist and info.data.get("optimize") is False:
+            raise ValueError("names optimize_for_mobile passes to skip, but optimize is false; remove it or set "
+                             "optimize: true")
+        return blocklist
 
 
 class ExecuTorch(_Section):

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from vitq.datasets import digits
+from vitq.errors import RecipeError
 from vitq.preprocess import build_transform
 from vitq.progress import Progress
 from vitq.recipe import Recipe
@@ -17,6 +18,7 @@ def train(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.nn.Module, floa
     """Train ``model`` in place per ``weights.train``; return it (eval mode) and held-out top-1."""
     spec = recipe.weights.train
     assert spec is not None and spec.dataset == "digits"
+    _check_classes(recipe, model, digits.NUM_CLASSES)
     split = digits.load_split(spec.holdout, spec.seed)
     x_train = _to_tensor(recipe, split.train_images)
     y_train = torch.as_tensor(split.train_labels, dtype=torch.long)
@@ -50,6 +52,18 @@ def train(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.nn.Module, floa
             progress.update(1)
     model.eval()
     return model, _accuracy(model, x_test, y_test)
+
+
+def _check_classes(recipe: Recipe, model: torch.nn.Module, wanted: int) -> None:
+    """A head of another size would fail deep inside the loss (a target out of bounds): say it in one line."""
+    from vitq.models import LogitsOnly, example_input
+
+    with torch.no_grad():  # eval mode: no random numbers are drawn, so the trained weights stay the same
+        classes = model.eval()(example_input(recipe)).shape[-1]
+    if classes != wanted:
+        field = "num_labels" if isinstance(model, LogitsOnly) else "num_classes"
+        raise RecipeError(recipe.path, f"model.kwargs.{field}", f"{recipe.weights.train.dataset} has {wanted} "
+                          f"classes but {recipe.model.name} has {classes} outputs; set {field}: {wanted}")
 
 
 def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -160,7 +160,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "eval",
         "every variant on the sample images: top-1/top-5, agreement and logit error vs fp32",
-        fields=("model", "preprocess", "quantize", "export.method", "samples.labels", *VARIANT_SWITCHES),
+        fields=("model", "preprocess", "quantize", "export.method", "samples", *VARIANT_SWITCHES),
         tools=(*MODEL_CODE, *IMAGES, "onnxruntime"),
         inputs=_every_model_file,
         outputs=lambda recipe, paths: {"eval": paths.eval},

@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from vitq import provenance
-from vitq.fileio import sha256_file
+from vitq.fileio import json_text, sha256_file
 from vitq.release import make_release
 from vitq.verify import SUMS, verify, verify_target
 
@@ -99,7 +99,7 @@ def test_verify_checks_the_provenance_of_a_tarball_and_of_an_unpacked_release(re
     data = statement_of(unpacked)
     data["predicate"]["buildDefinition"]["externalParameters"]["recipe"]["sha256"] = "0" * 64
     data["subject"] = data["subject"][1:]
-    (unpacked / provenance.FILE).write_text(provenance.dumps(data))
+    (unpacked / provenance.FILE).write_text(json_text(data))
     problems = verify(unpacked / "manifest.json", rerun=False)
     assert any("provenance.intoto.json: sha256 differs from SHA256SUMS" in p for p in problems)
     assert any("is in SHA256SUMS but not a subject" in p for p in problems)

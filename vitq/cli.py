@@ -70,9 +70,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _release(args: argparse.Namespace) -> int:
     from vitq.fileio import sha256_file
+    from vitq.layout import ArtifactPaths
     from vitq.release import make_release
 
-    out = args.out or args.build_dir.absolute().parent / "releases"
+    out = args.out or ArtifactPaths(args.build_dir.absolute()).release_dir
     target = make_release(args.build_dir, out)
     digest = sha256_file(target)
     if args.json:

@@ -12,30 +12,32 @@ import torch
 
 from vitq import models
 from vitq.buildpaths import relative_torchscript_sources, strip_torchscript_build_paths
-from vitq.errors import RecipeError
+from vitq.errors import RecipeError, first_line
 from vitq.progress import Progress
+from vitq.recipe import DTYPES as DTYPE_NAMES
+from vitq.recipe import QUANTIZED_MODULES, Recipe
 
-DTYPES = {"qint8": torch.qint8, "float16": torch.float16}
-MODULES = {"Linear": torch.nn.Linear}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
+MODULES = {name: getattr(torch.nn, name) for name in QUANTIZED_MODULES}
 TRACE_TOLERANCE = 1e-4
 
 
-def quantize_dynamic_int8(recipe: Any, model: torch.nn.Module) -> torch.nn.Module:
+def quantize_dynamic_int8(recipe: Recipe, model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic quantization of the recipe's module types (weights int8 or float16, activations at run time)."""
     return torch.ao.quantization.quantize_dynamic(
         model, {MODULES[m] for m in recipe.quantize.modules}, dtype=DTYPES[recipe.quantize.dtype]
     )
 
 
-def export_torchscript(recipe: Any, model: torch.nn.Module) -> torch.jit.ScriptModule:
+def export_torchscript(recipe: Recipe, model: torch.nn.Module) -> torch.jit.ScriptModule:
     """Script (keeps control flow) or trace (for models TorchScript cannot compile, e.g. transformers)."""
     if recipe.export.method == "script":
         try:
             with relative_torchscript_sources():  # no build paths in the file's debug info
                 return torch.jit.script(model)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RecipeError(recipe.path, "export.method", f"torch.jit.script failed ({first}); try method: trace") from None
+            raise RecipeError(recipe.path, "export.method",
+                              f"torch.jit.script failed ({first_line(exc)}); try method: trace") from None
     traced = torch.jit.trace(model, models.example_input(recipe), check_trace=False)
     _check_trace(recipe, model, traced)
     return traced
@@ -53,7 +55,7 @@ def save_torchscript(module: torch.jit.ScriptModule, path: Path) -> None:
     torch.jit.save(torch.jit.load(io.BytesIO(relative)), str(path))
 
 
-def _check_trace(recipe: Any, eager: torch.nn.Module, traced: torch.jit.ScriptModule) -> None:
+def _check_trace(recipe: Recipe, eager: torch.nn.Module, traced: torch.jit.ScriptModule) -> None:
     """Tracing records one path through the code; prove it on inputs it did not see."""
     size = recipe.preprocess.crop
     inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -63,7 +65,7 @@ def _check_trace(recipe: Any, eager: torch.nn.Module, traced: torch.jit.ScriptMo
         raise RecipeError(recipe.path, "export.method", f"traced module differs from eager by {diff:.2e} (> {TRACE_TOLERANCE})")
 
 
-def export_executorch(recipe: Any, model: torch.nn.Module) -> tuple[bytes, dict[str, Any]]:
+def export_executorch(recipe: Recipe, model: torch.nn.Module) -> tuple[bytes, dict[str, Any]]:
     """The model as an ExecuTorch program lowered to XNNPACK, dynamic int8 per-channel unless
     ``executorch.quantize: none``; with what the partitioner delegated (nodes per operator).
 
@@ -88,9 +90,8 @@ def export_executorch(recipe: Any, model: torch.nn.Module) -> tuple[bytes, dict[
             progress.step("lower (XNNPACK)")
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RecipeError(recipe.path, "executorch", f"torch.export cannot export {recipe.model.name} for "
-                              f"ExecuTorch ({first[:200]}); try executorch: {{quantize: none}}, or switch the .pte "
+                              f"ExecuTorch ({first_line(exc)[:200]}); try executorch: {{quantize: none}}, or switch the .pte "
                               "off with executorch: {enabled: false}") from None
         info = get_delegation_info(edge.exported_program().graph_module)
         portable = {op: b.non_delegated for op, b in sorted(info.delegation_by_operator.items())

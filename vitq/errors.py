@@ -69,6 +69,13 @@ def run_command(body: Callable[[], int], prefix: str = "") -> int:
         return INTERRUPTED_EXIT
 
 
+def first_line(exc: BaseException) -> str:
+    """What a library's exception says, cut to its first line (its class name when it says nothing): the part
+    that goes into a one-line error."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else exc.__class__.__name__
+
+
 def one_line(text: str) -> str:
     """Escape line breaks and other control characters (a YAML key may be "\\n"): errors stay one line."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)

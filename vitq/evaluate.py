@@ -17,6 +17,7 @@ from vitq.errors import RecipeError
 from vitq.preprocess import load_batch
 from vitq.progress import Progress
 from vitq.samples import Sample, read_samples
+from vitq.recipe import Recipe
 from vitq.variants import REFERENCE, variants_for
 
 # One image at a time, as on a phone. Dynamic int8 quantizes activations with a scale computed over
@@ -27,7 +28,7 @@ BATCH = 1
 EVAL_THREADS = 1
 
 
-def evaluate(recipe: Any, files: Mapping[str, Path], labels: Path) -> dict[str, Any]:
+def evaluate(recipe: Recipe, files: Mapping[str, Path], labels: Path) -> dict[str, Any]:
     """Metrics of every variant: top-1/top-5 against labels, agreement and logit error against fp32.
 
     ``files`` maps variant ids to their files (at least fp32's); ``labels`` is the sample set's labels.csv.
@@ -56,7 +57,7 @@ def evaluate(recipe: Any, files: Mapping[str, Path], labels: Path) -> dict[str, 
     return {"n": len(samples), "classes": int(classes), "metrics": metrics}
 
 
-def check_labels(recipe: Any, labels: Path, classes: int) -> None:
+def check_labels(recipe: Recipe, labels: Path, classes: int) -> None:
     """The sample labels must name classes the model has: the user's labels file, or the recipe's built-in set
     (photos are ImageNet-1k classes, a 10-class model cannot be scored on them)."""
     if recipe.samples.builtin is None:

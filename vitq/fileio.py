@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 TMP_PREFIX = ".tmp-"
 
@@ -47,6 +49,16 @@ def write_bytes(final: Path, data: bytes) -> None:
 
 def write_text(final: Path, text: str) -> None:
     write_bytes(final, text.encode("utf-8"))
+
+
+def json_text(data: Any) -> str:
+    """The one form of every JSON record vitq writes (eval, manifest, provenance, delegation): sorted keys, so
+    the same data is the same bytes."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def write_json(final: Path, data: Any) -> None:
+    write_text(final, json_text(data))
 
 
 def remove_stale_temps(folder: Path) -> None:

@@ -17,6 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from vitq.recipe import Recipe
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Everything that shapes the bytes of some artifact: recorded in every manifest.
 RECORDED_TOOLS = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxscript", "safetensors",
@@ -71,7 +73,7 @@ def code_digest(module: str) -> str:
     return digest.hexdigest()
 
 
-def field_values(recipe: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+def field_values(recipe: Recipe, fields: tuple[str, ...]) -> dict[str, Any]:
     """The recipe fields a stage reads, as plain JSON data, paths relative to the recipe file (so a checkout
     elsewhere has the same fingerprint and cache keys). A field under a missing section is None."""
     resolved = recipe.resolved()

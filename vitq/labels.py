@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vitq.recipe import Recipe
+
 METADATA_KEY = "vitq"  # JSON: recipe, model, class_names
 
 
-def class_names_for(recipe: Any, model: Any, classes: int) -> list[str]:
+def class_names_for(recipe: Recipe, model: Any, classes: int) -> list[str]:
     from vitq.models import LogitsOnly
 
     if isinstance(model, LogitsOnly):

@@ -91,10 +91,6 @@ def recipe_from_manifest(manifest: dict[str, Any], root: Path) -> Recipe:
     return Recipe.model_validate({**resolved, "source": str(root / f"{resolved['name']}.yaml")}, strict=False)
 
 
-def dumps(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-
-
 def load(path: Path) -> dict[str, Any]:
     import jsonschema
 

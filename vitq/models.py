@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import torch
 
-from vitq.errors import RecipeError, VitqError
+from vitq.errors import RecipeError, VitqError, first_line
 from vitq.recipe import Recipe
 
 # transformers model classes accepted as ``model.name`` when the config comes from ``kwargs`` alone
@@ -54,7 +54,7 @@ def pretrained_model(recipe: Recipe) -> Any:
         raise RecipeError(
             recipe.path,
             "weights",
-            f"hub weights {hub_id(recipe)} are not available ({why}{_first_line(exc)[:120].rstrip()}); supply them as a "
+            f"hub weights {hub_id(recipe)} are not available ({why}{first_line(exc)[:120].rstrip()}); supply them as a "
             "local file (weights: {file: model.safetensors}) or populate the Hugging Face cache "
             "(HF_HOME) on a machine with network",
         ) from None
@@ -162,7 +162,7 @@ def load_weights_file(recipe: Recipe, model: Any, path: Path) -> Any:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise RecipeError(recipe.path, "weights.file", f"cannot read {path.name}: {_first_line(exc)}") from None
+        raise RecipeError(recipe.path, "weights.file", f"cannot read {path.name}: {first_line(exc)}") from None
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):
@@ -173,7 +173,7 @@ def load_weights_file(recipe: Recipe, model: Any, path: Path) -> Any:
     try:
         target.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise RecipeError(recipe.path, "weights.file", f"{path.name} does not fit {recipe.model.name}: {_first_line(exc)}") from None
+        raise RecipeError(recipe.path, "weights.file", f"{path.name} does not fit {recipe.model.name}: {first_line(exc)}") from None
     return model.eval()
 
 
@@ -190,7 +190,7 @@ def _create_timm(recipe: Recipe, pretrained: bool) -> Any:
     try:
         model = timm.create_model(name, pretrained=pretrained, **recipe.model.kwargs)
     except TypeError as exc:
-        raise RecipeError(recipe.path, "model.kwargs", _first_line(exc)) from None
+        raise RecipeError(recipe.path, "model.kwargs", first_line(exc)) from None
     return model.eval()
 
 
@@ -215,7 +215,7 @@ def _create_transformers(recipe: Recipe, pretrained: bool) -> Any:
         try:
             model = ViTForImageClassification(ViTConfig(**overrides))
         except (TypeError, ValueError) as exc:
-            raise RecipeError(recipe.path, "model.kwargs", _first_line(exc)) from None
+            raise RecipeError(recipe.path, "model.kwargs", first_line(exc)) from None
     else:
         try:
             config = ViTConfig.from_pretrained(name, **overrides)
@@ -223,17 +223,13 @@ def _create_transformers(recipe: Recipe, pretrained: bool) -> Any:
             raise RecipeError(
                 recipe.path,
                 "model.name",
-                f"cannot get the config of '{name}' ({_first_line(exc)}); use name: ViTForImageClassification "
+                f"cannot get the config of '{name}' ({first_line(exc)}); use name: ViTForImageClassification "
                 "with the config in model.kwargs, or populate the Hugging Face cache",
             ) from None
         model = ViTForImageClassification(config)
     model.eval()
     return LogitsOnly(model).eval()
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
 
 
 def load_fp32(recipe: Recipe, path: Path) -> Any:

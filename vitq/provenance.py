@@ -8,12 +8,12 @@ timestamps are that instant). Checked with the in-toto attestation framework's o
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from typing import Any
 
 from vitq import __version__
+from vitq.errors import first_line
 
 FILE = "provenance.intoto.json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -59,10 +59,6 @@ def statement(manifest: dict[str, Any], subjects: dict[str, str]) -> dict[str, A
     }
 
 
-def dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-
 def problems(data: Any) -> list[str]:
     """Why ``data`` is not a valid in-toto Statement v1 with a SLSA provenance v1 predicate (empty: it is).
 
@@ -79,7 +75,7 @@ def problems(data: Any) -> list[str]:
         Statement.copy_from_pb(proto).validate()
         predicate = json_format.ParseDict(data.get("predicate", {}), provenance_pb2.Provenance())
     except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
-        return [f"not an in-toto Statement v1: {str(exc).splitlines()[0]}"]
+        return [f"not an in-toto Statement v1: {first_line(exc)}"]
     found = []
     if proto.predicate_type != PREDICATE_TYPE:
         found.append(f"predicateType is {proto.predicate_type!r}, expected {PREDICATE_TYPE}")

@@ -32,6 +32,11 @@ MOBILE_PASSES = (
     "VULKAN_AUTOMATIC_GPU_TRANSFER",
 )
 MobilePass = Literal[MOBILE_PASSES]  # type: ignore[valid-type]
+# The quantization choices, named as torch names them (torch.qint8, torch.nn.Linear, torch.backends.quantized.engine):
+# the one list of allowed values that convert and bench map to torch objects.
+DTYPES = ("qint8", "float16")
+QUANTIZED_MODULES = ("Linear",)
+ENGINES = ("qnnpack", "x86", "fbgemm")
 # Sections that hold one of several alternatives: a child recipe naming another alternative replaces
 # the parent's section instead of merging into it (weights: {file: x} over weights: {train: ...}).
 ALTERNATIVE_SECTIONS = ("weights", "samples")
@@ -124,9 +129,9 @@ class Preprocess(_Section):
 
 
 class Quantize(_Section):
-    dtype: Literal["qint8", "float16"] = "qint8"
-    modules: Annotated[list[Literal["Linear"]], Field(min_length=1)] = ["Linear"]
-    engine: Literal["qnnpack", "x86", "fbgemm"] = "qnnpack"
+    dtype: Literal[DTYPES] = "qint8"  # type: ignore[valid-type]
+    modules: Annotated[list[Literal[QUANTIZED_MODULES]], Field(min_length=1)] = ["Linear"]  # type: ignore[valid-type]
+    engine: Literal[ENGINES] = "qnnpack"  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _engine_supports_dtype(self) -> Quantize:

@@ -17,7 +17,7 @@ from pathlib import Path
 from vitq import manifest as mf
 from vitq import provenance
 from vitq.errors import VitqError
-from vitq.fileio import atomic_path, sha256_file
+from vitq.fileio import atomic_path, json_text, sha256_file
 from vitq.layout import ArtifactPaths
 from vitq.verify import SUMS, verify
 
@@ -45,7 +45,7 @@ def make_release(build_dir: Path, out_dir: Path) -> Path:
     top = release_name(manifest)
     files = release_files(manifest, paths)
     digests = {f: sha256_file(paths.root / f) for f in files}
-    contents = {provenance.FILE: provenance.dumps(provenance.statement(manifest, digests)).encode()}
+    contents = {provenance.FILE: json_text(provenance.statement(manifest, digests)).encode()}
     digests[provenance.FILE] = hashlib.sha256(contents[provenance.FILE]).hexdigest()
     contents[SUMS] = "".join(f"{digest}  {f}\n" for f, digest in sorted(digests.items())).encode()
     target = Path(out_dir) / f"{top}.tar.gz"

@@ -17,14 +17,15 @@ import numpy as np
 import torch
 
 from vitq import convert, models
-from vitq.errors import InputError, VitqError
+from vitq.errors import InputError, VitqError, first_line
+from vitq.recipe import Recipe
 from vitq.torch_setup import set_engine
 from vitq.variants import BY_ID, loaded_from
 
 Runner = Callable[[torch.Tensor], np.ndarray]
 
 
-def load(variant_id: str, recipe: Any, files: Mapping[str, Path], threads: int, engine: str | None = None) -> Runner:
+def load(variant_id: str, recipe: Recipe, files: Mapping[str, Path], threads: int, engine: str | None = None) -> Runner:
     """A variant, loaded fresh from its file (or built in memory from fp32's), ready to run.
 
     Quantized torch variants pack their weights for the engine set while loading: the recipe's, or ``engine``.
@@ -38,7 +39,7 @@ def load(variant_id: str, recipe: Any, files: Mapping[str, Path], threads: int, 
     except VitqError:
         raise
     except Exception as exc:
-        raise InputError(file, f"cannot load it as {variant.format} ({_first_line(exc)[:200]})") from None
+        raise InputError(file, f"cannot load it as {variant.format} ({first_line(exc)[:200]})") from None
 
 
 def onnx_session(path: Path, threads: int) -> Any:
@@ -53,7 +54,7 @@ def onnx_session(path: Path, threads: int) -> Any:
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise InputError(path, f"onnxruntime cannot load it: {_first_line(exc)[:200]}") from None
+        raise InputError(path, f"onnxruntime cannot load it: {first_line(exc)[:200]}") from None
 
 
 def load_torchscript(path: Path) -> torch.jit.ScriptModule:
@@ -123,7 +124,3 @@ LOADERS: dict[str, Callable[[Any, Path, int], Runner]] = {
     "executorch": lambda recipe, file, threads: load_pte(file),
 }
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

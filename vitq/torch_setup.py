@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
 
 from vitq.errors import RecipeError
+from vitq.recipe import Recipe
 
 
-def configure_torch(recipe: Any, threads: int | None = None) -> None:
+def configure_torch(recipe: Recipe, threads: int | None = None) -> None:
     """Fixed threads, deterministic algorithms, the recipe's quantized engine; deprecation noise off.
 
     The lite interpreter, TorchScript and eager quantize_dynamic warn that they are deprecated on every
@@ -28,7 +28,7 @@ def configure_torch(recipe: Any, threads: int | None = None) -> None:
     set_engine(recipe, recipe.quantize.engine)
 
 
-def set_engine(recipe: Any, engine: str) -> None:
+def set_engine(recipe: Recipe, engine: str) -> None:
     """Quantized weights are packed for the engine that is set when they are loaded or quantized."""
     import torch
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vitq.recipe import Recipe
+
 REFERENCE = "fp32"  # what every other variant is compared with
 MOBILE = "lite"  # the file an app ships
 CROSS_CHECK = "onnx_int8"  # the second yardstick: onnxruntime int8, the fast int8 runtime on x86 servers
@@ -18,7 +20,7 @@ Runtime = Literal["torch_eager", "torch_eager_int8", "torchscript_memory", "torc
                   "executorch"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Variant:
     id: str  # one name everywhere: stage, manifest, eval.json, bench.json, report
     file: str | None  # artifact file name in the build folder; None: built in memory from fp32 at run time
@@ -32,36 +34,44 @@ class Variant:
     requires: str | None = None  # a boolean recipe field that switches the variant on
     quantized_unless: str | None = None  # a recipe field: the variant is float when it says "none"
 
-    def applies(self, recipe: Any) -> bool:
+    def applies(self, recipe: Recipe) -> bool:
         return self.requires is None or bool(_field(recipe, self.requires))
 
-    def is_quantized(self, recipe: Any) -> bool:
+    def is_quantized(self, recipe: Recipe) -> bool:
         if self.quantized_unless is not None:
             return _field(recipe, self.quantized_unless) != "none"
         return self.quantized
 
-    def engine_for(self, recipe: Any) -> str | None:
+    def engine_for(self, recipe: Recipe) -> str | None:
         return recipe.quantize.engine if self.engine == "recipe" else None
 
 
 VARIANTS: tuple[Variant, ...] = (
-    Variant("fp32", "fp32.safetensors", "safetensors", (), "torch_eager", None, False, True, "fp32 eager"),
-    Variant("fp32_script", None, "torchscript", ("fp32",), "torchscript_memory", None, False, False,
-            "fp32 TorchScript"),
-    Variant("int8_eager", None, "torch-eager", ("fp32",), "torch_eager_int8", "recipe", True, False, "int8 eager"),
-    Variant("int8", "int8.pt", "torchscript", ("fp32",), "torchscript", "recipe", True, True, "int8 TorchScript"),
-    Variant("optimized", "int8.optimized.pt", "torchscript-mobile", ("int8",), "torchscript", "recipe", True, True,
-            "int8 optimized", requires="mobile.optimize"),
-    Variant("lite", "int8.ptl", "pytorch-lite", ("optimized", "int8"), "lite", "recipe", True, True, "int8 .ptl lite"),
-    Variant("onnx_fp32", "fp32.onnx", "onnx", ("fp32",), "onnxruntime", None, False, True, "onnxruntime fp32"),
-    Variant("onnx_int8", "int8.onnx", "onnx", ("onnx_fp32",), "onnxruntime", None, True, True, "onnxruntime int8"),
-    Variant("pte", "int8.pte", "executorch", ("fp32",), "executorch", None, True, True, "int8 .pte (XNNPACK)",
-            requires="executorch.enabled", quantized_unless="executorch.quantize"),
+    Variant(id="fp32", file="fp32.safetensors", format="safetensors", parents=(), runtime="torch_eager", engine=None,
+            quantized=False, shipped=True, label="fp32 eager"),
+    Variant(id="fp32_script", file=None, format="torchscript", parents=("fp32",), runtime="torchscript_memory",
+            engine=None, quantized=False, shipped=False, label="fp32 TorchScript"),
+    Variant(id="int8_eager", file=None, format="torch-eager", parents=("fp32",), runtime="torch_eager_int8",
+            engine="recipe", quantized=True, shipped=False, label="int8 eager"),
+    Variant(id="int8", file="int8.pt", format="torchscript", parents=("fp32",), runtime="torchscript", engine="recipe",
+            quantized=True, shipped=True, label="int8 TorchScript"),
+    Variant(id="optimized", file="int8.optimized.pt", format="torchscript-mobile", parents=("int8",),
+            runtime="torchscript", engine="recipe", quantized=True, shipped=True, label="int8 optimized",
+            requires="mobile.optimize"),
+    Variant(id="lite", file="int8.ptl", format="pytorch-lite", parents=("optimized", "int8"), runtime="lite",
+            engine="recipe", quantized=True, shipped=True, label="int8 .ptl lite"),
+    Variant(id="onnx_fp32", file="fp32.onnx", format="onnx", parents=("fp32",), runtime="onnxruntime", engine=None,
+            quantized=False, shipped=True, label="onnxruntime fp32"),
+    Variant(id="onnx_int8", file="int8.onnx", format="onnx", parents=("onnx_fp32",), runtime="onnxruntime",
+            engine=None, quantized=True, shipped=True, label="onnxruntime int8"),
+    Variant(id="pte", file="int8.pte", format="executorch", parents=("fp32",), runtime="executorch", engine=None,
+            quantized=True, shipped=True, label="int8 .pte (XNNPACK)", requires="executorch.enabled",
+            quantized_unless="executorch.quantize"),
 )
 BY_ID = {v.id: v for v in VARIANTS}
 
 
-def _field(recipe: Any, dotted: str) -> Any:
+def _field(recipe: Recipe, dotted: str) -> Any:
     section, key = dotted.split(".")
     return getattr(getattr(recipe, section), key)
 
@@ -70,17 +80,17 @@ def variant(variant_id: str) -> Variant:
     return BY_ID[variant_id]
 
 
-def variants_for(recipe: Any) -> list[Variant]:
+def variants_for(recipe: Recipe) -> list[Variant]:
     """The variants a build of this recipe has, in table order."""
     return [v for v in VARIANTS if v.applies(recipe)]
 
 
-def shipped(recipe: Any) -> list[Variant]:
+def shipped(recipe: Recipe) -> list[Variant]:
     """The variants whose files are build artifacts (manifest, release)."""
     return [v for v in variants_for(recipe) if v.shipped]
 
 
-def parent_of(variant_id: str, recipe: Any) -> str | None:
+def parent_of(variant_id: str, recipe: Recipe) -> str | None:
     """The variant this one is made from, for this recipe (lite comes from optimized only when it is built)."""
     built = {v.id for v in variants_for(recipe)}
     return next((p for p in BY_ID[variant_id].parents if p in built), None)

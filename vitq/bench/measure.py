@@ -33,11 +33,10 @@ from typing import Any
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths
 from vitq.pipeline import model_files
-from vitq.recipe import Recipe
+from vitq.recipe import ENGINES, Recipe
 from vitq.variants import CROSS_CHECK, MOBILE, REFERENCE, Variant, loaded_from, variants_for
 
 SCHEMA_ID = "vitq.bench/2"
-ENGINES = ("qnnpack", "x86", "fbgemm")  # measured where this torch build has them
 RATIO_TO = {REFERENCE: f"ratio_vs_{REFERENCE}", CROSS_CHECK: f"ratio_vs_{CROSS_CHECK}"}
 MB = 1024 * 1024
 

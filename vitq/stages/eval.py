@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vitq.evaluate import evaluate
-from vitq.fileio import write_text
+from vitq.fileio import write_json
 from vitq.layout import SAMPLES
 from vitq.recipe import Recipe
 from vitq.variants import MOBILE, REFERENCE
@@ -15,7 +14,7 @@ from vitq.variants import MOBILE, REFERENCE
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
     models = {key: path for key, path in inputs.items() if key != SAMPLES}
     result = evaluate(recipe, models, inputs[SAMPLES])
-    write_text(outputs["eval"], json.dumps({"schema": "vitq.eval/1", **result}, indent=2, sort_keys=True) + "\n")
+    write_json(outputs["eval"], {"schema": "vitq.eval/1", **result})
     m = result["metrics"]
     return (f"{len(m)} variants x {result['n']} images: {REFERENCE} top-1 {m[REFERENCE]['top1']:.1%}, "
             f"{MOBILE} top-1 {m[MOBILE]['top1']:.1%} (agreement {m[MOBILE]['agreement']:.1%})")

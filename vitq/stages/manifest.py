@@ -12,7 +12,7 @@ from pathlib import Path
 from vitq import manifest as mf
 from vitq.buildpaths import build_paths_in, machine_paths
 from vitq.errors import GateError
-from vitq.fileio import write_text
+from vitq.fileio import write_json, write_text
 from vitq.gates import build_path_check, failures, run_checks
 from vitq.layout import SAMPLES
 from vitq.models import weights_uri
@@ -26,7 +26,7 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     root = outputs["manifest"].parent
     checks = [*run_checks(recipe, evaluation["metrics"]), path_gate(recipe, inputs, root)]
     manifest = mf.build_manifest(recipe, inputs, root, evaluation, checks, weights_uri(recipe))
-    write_text(outputs["manifest"], mf.dumps(manifest))
+    write_json(outputs["manifest"], manifest)
     write_text(outputs["report"], markdown(manifest))
     print(table(manifest), flush=True)
     failed = failures(checks)

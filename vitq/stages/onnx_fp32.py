@@ -16,7 +16,7 @@ import torch
 
 from vitq import models
 from vitq.buildpaths import strip_onnx_build_paths
-from vitq.errors import VitqError
+from vitq.errors import VitqError, first_line
 from vitq.fileio import atomic_path
 from vitq.progress import Progress
 from vitq.recipe import Recipe
@@ -39,7 +39,7 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
                 )
                 program.save(str(tmp), external_data=False)
         except Exception as exc:
-            raise VitqError(f"{recipe.name}: ONNX export of {recipe.model.name} failed: {str(exc).strip().splitlines()[0]}") from None
+            raise VitqError(f"{recipe.name}: ONNX export of {recipe.model.name} failed: {first_line(exc)}") from None
         progress.step("check (onnx.checker)")
         proto = onnx.load(str(tmp))
         strip_onnx_build_paths(proto)  # the exporter records stack traces with this machine's absolute paths

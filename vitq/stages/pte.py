@@ -6,7 +6,6 @@ Also writes what XNNPACK took and what stayed on portable kernels, for the manif
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from vitq import models
 from vitq.convert import export_executorch
 from vitq.errors import VitqError
-from vitq.fileio import atomic_path, write_text
+from vitq.fileio import atomic_path, write_json
 from vitq.layout import SAMPLES
 from vitq.preprocess import load_batch
 from vitq.recipe import Recipe
@@ -32,7 +31,7 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     with atomic_path(outputs["pte"]) as tmp:
         tmp.write_bytes(program)
         diff = _check(recipe, model, tmp, sample)
-    write_text(outputs["delegation"], json.dumps(delegation, indent=2, sort_keys=True) + "\n")
+    write_json(outputs["delegation"], delegation)
     total = delegation["delegated_nodes"] + delegation["portable_nodes"]
     return (f"{recipe.executorch.quantize} -> {outputs['pte'].name} ({len(program) / 1e6:.2f} MB), XNNPACK took "
             f"{delegation['delegated_nodes']}/{total} graph nodes; ran in ExecuTorch on {sample.name}: "

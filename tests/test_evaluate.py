@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from vitq.evaluate import evaluate
+from vitq.numerics import error_step
 from vitq.recipe import load_recipe
 from vitq.variants import REFERENCE, variants_for
 
@@ -25,4 +26,13 @@ def test_the_build_recorded_exactly_what_a_fresh_evaluation_measures(tiny_build)
     recorded = json.loads(tiny_build.eval.read_text())
     recipe = load_recipe(tiny_build.root.parent.parent / "tiny.yaml")
     files = {v.id: tiny_build.file(v.id) for v in variants_for(recipe) if v.file}
-    assert evaluate(recipe, files, tiny_build.samples_labels)["metrics"] == recorded["metrics"]
+    fresh = evaluate(recipe, files, tiny_build.samples_labels)["metrics"]
+    assert fresh.keys() == recorded["metrics"].keys()
+    for variant, figures in recorded["metrics"].items():
+        errors = {"max_abs_logit_diff", "mean_abs_logit_diff"}
+        assert {k: v for k, v in fresh[variant].items() if k not in errors} == \
+            {k: v for k, v in figures.items() if k not in errors}
+        # This process is not pinned (vitq.numerics), and a model loaded again sits elsewhere in memory: an error
+        # bound may land one recording step away, never more.
+        for key in errors:
+            assert abs(fresh[variant][key] - figures[key]) <= error_step(figures[key]) * (1 + 1e-9)

@@ -14,6 +14,7 @@ import torch
 
 from vitq import runtimes
 from vitq.errors import RecipeError
+from vitq.numerics import recorded_error
 from vitq.preprocess import load_batch
 from vitq.progress import Progress
 from vitq.samples import Sample, read_samples
@@ -79,8 +80,8 @@ def _metrics(out: np.ndarray, reference: np.ndarray, samples: list[Sample]) -> d
         "top5": _fraction(sum(bool(set(t.tolist()) & set(s.accepted)) for t, s in zip(top5, samples, strict=True)), len(samples))
         if out.shape[1] >= 5 else None,
         "agreement": _fraction(int((top1 == reference.argmax(1)).sum()), len(samples)),
-        "max_abs_logit_diff": float(f"{diff.max():.6g}"),
-        "mean_abs_logit_diff": float(f"{diff.mean():.6g}"),
+        "max_abs_logit_diff": recorded_error(diff.max()),  # upper bounds at 2 significant digits (vitq.numerics)
+        "mean_abs_logit_diff": recorded_error(diff.mean()),
         "n": len(samples),
     }
 

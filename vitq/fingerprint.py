@@ -25,6 +25,7 @@ RECORDED_TOOLS = ("torch", "torchvision", "timm", "transformers", "onnx", "onnxr
                   "numpy", "pillow", "scikit-learn", "scikit-image", "doit", "executorch", "torchao")
 # Every stage runs through these (vitq.runner sets torch up before the stage module runs).
 ALWAYS = ("vitq.torch_setup",)
+NUMERICS = "vitq.numerics"  # what pinned stages run under
 
 
 def module_file(module: str) -> Path | None:
@@ -104,11 +105,13 @@ def tool_versions(distributions: tuple[str, ...]) -> dict[str, str]:
 
 
 def stage_fingerprint(stage: Any, recipe: Any, tools: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Everything that shapes a stage's output except its input files (doit hashes those itself)."""
+    """Everything that shapes a stage's output except its input files (doit hashes those itself); for a pinned
+    stage also the numerics it runs under (vitq.numerics: its settings and code)."""
     return {
         "code": code_digest(stage.module),
         "fields": field_values(recipe, stage.fields),
         "tools": tool_versions(stage.tools if tools is None else tools),
+        **({"numerics": code_digest(NUMERICS)} if getattr(stage, "pinned", False) else {}),
     }
 
 

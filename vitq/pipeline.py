@@ -37,6 +37,7 @@ class Stage:
     inputs: Callable[[Recipe, ArtifactPaths], Files]
     outputs: Callable[[Recipe, ArtifactPaths], Files]
     applies: Callable[[Recipe], bool] = field(default=lambda recipe: True)
+    pinned: bool = False  # runs under CPU-independent numerics, in an interpreter of its own (vitq.numerics)
 
     @property
     def module(self) -> str:
@@ -109,6 +110,7 @@ STAGES: tuple[Stage, ...] = (
         tools=(*MODEL_CODE, *IMAGES, "scikit-learn"),
         inputs=_weights_file,
         outputs=lambda recipe, paths: _files(paths, ["fp32"]),
+        pinned=True,  # training: the weights must not depend on the CPU
     ),
     Stage(
         "samples",
@@ -164,6 +166,7 @@ STAGES: tuple[Stage, ...] = (
         tools=(*MODEL_CODE, *IMAGES, "onnxruntime"),
         inputs=_every_model_file,
         outputs=lambda recipe, paths: {"eval": paths.eval},
+        pinned=True,  # torch's figures exact on any AVX2 CPU; the others recorded as bounds (vitq.numerics)
     ),
     Stage(
         "manifest",

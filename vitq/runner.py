@@ -1,8 +1,9 @@
 """Run one build stage in this process: forked from the stage server (vitq.stage_process), or in a fresh
 interpreter, ``python -m vitq.runner STAGE RECIPE_FILE ARTIFACTS_ROOT`` (``VITQ_STAGE_PROCESS=fresh``).
 
-Saved TorchScript depends on PYTHONHASHSEED, which must be fixed before the interpreter starts (the fresh
-interpreter re-executes itself with it). Exit codes: 0 done, 2 user error (one line on stderr), anything else
+Saved TorchScript depends on PYTHONHASHSEED, and a pinned stage's numbers on settings torch reads when it loads
+(``vitq.numerics``): both must be in place before the interpreter starts (the fresh interpreter re-executes
+itself with them). Exit codes: 0 done, 2 user error (one line on stderr), anything else
 is a vitq bug (traceback).
 """
 
@@ -19,21 +20,26 @@ from pathlib import Path
 from vitq import progress
 from vitq.errors import USER_ERROR, run_command
 from vitq.layout import ArtifactPaths
+from vitq.numerics import enter_pinned_stage
 from vitq.pipeline import stage_named
 from vitq.recipe import Recipe, load_recipe
-from vitq.stage_process import HASH_SEED
+from vitq.stage_process import stage_environ
 from vitq.torch_setup import configure_torch
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if os.environ.get("PYTHONHASHSEED") != HASH_SEED:
-        env = {**os.environ, "PYTHONHASHSEED": HASH_SEED}
-        os.execve(sys.executable, [sys.executable, "-m", "vitq.runner", *args], env)
     if len(args) != 3:
         print("usage: python -m vitq.runner STAGE RECIPE_FILE ARTIFACTS_ROOT", file=sys.stderr)
         return USER_ERROR
     stage_name, recipe_file, root = args
+    try:
+        env = stage_environ(stage_name, os.environ)
+    except KeyError:
+        print(f"vitq.runner: unknown stage {stage_name!r}", file=sys.stderr)
+        return USER_ERROR
+    if env != dict(os.environ):  # hash seed or numerics not yet in place: torch must load with them
+        os.execve(sys.executable, [sys.executable, "-m", "vitq.runner", *args], env)
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     import psutil
 
@@ -56,6 +62,8 @@ def run_stage(stage_name: str, recipe: Recipe, paths: ArtifactPaths,
     artifacts (not in the manifest). ``requested``: when the stage was asked for (time.time()), so the log says
     what starting its process cost."""
     stage = stage_named(stage_name)
+    if stage.pinned:
+        enter_pinned_stage()
     configure_torch(recipe)
     module = importlib.import_module(stage.module)
     startup = None if requested is None else max(0.0, time.time() - requested)

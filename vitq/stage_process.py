@@ -11,6 +11,9 @@ doit's own stdout and stderr (progress bars, warnings, a crash's traceback, live
 over a pipe: the summary, or its one-line error. If doit dies (even by SIGKILL), the stage sees its
 lifeline pipe close and kills itself; the server exits when no stage is left. ``VITQ_STAGE_PROCESS=fresh``
 starts a new interpreter per stage instead (``python -m vitq.runner``).
+
+A pinned stage (training, evaluation: ``vitq.numerics``) always gets a fresh interpreter, started with the
+pinned CPU-capability and math-library settings: torch reads them when it loads, and the server has loaded it.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from vitq.errors import INTERRUPTED_EXIT, USER_ERROR, VitqError
+from vitq.numerics import pinned_environ
+from vitq.pipeline import stage_named
 from vitq.progress import FD_VAR as PROGRESS_FD_VAR
 
 HASH_SEED = "0"
@@ -55,7 +60,7 @@ def run(stage: str, recipe_file: str, artifacts_root: str, keep_stdout: bool = F
         raise VitqError(f"{MODE_VAR}={mode!r}: expected forkserver or fresh")
     os.environ["PYTHONHASHSEED"] = HASH_SEED  # for the server (started once) or the fresh interpreter
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-    if mode == "fresh":
+    if mode == "fresh" or stage_named(stage).pinned:
         return _run_fresh(stage, recipe_file, artifacts_root, keep_stdout)
     return _run_forked(stage, recipe_file, artifacts_root)
 
@@ -166,7 +171,7 @@ class _Tee(io.TextIOBase):
 
 def _run_fresh(stage: str, recipe_file: str, artifacts_root: str, keep_stdout: bool) -> StageResult:
     """A new interpreter per stage: its stderr is read when it ends, for its one-line error."""
-    env = dict(os.environ)
+    env = stage_environ(stage, os.environ)
     with progress_to_stderr(env) as progress_fds:
         proc = subprocess.run(
             [sys.executable, "-m", "vitq.runner", stage, recipe_file, artifacts_root],
@@ -181,6 +186,12 @@ def _run_fresh(stage: str, recipe_file: str, artifacts_root: str, keep_stdout: b
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
     return StageResult(proc.returncode, stdout=proc.stdout or "")
+
+
+def stage_environ(stage: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a fresh interpreter for ``stage`` starts with: fixed hash seed; pins if it is pinned."""
+    env = {**environ, "PYTHONHASHSEED": HASH_SEED}
+    return pinned_environ(env) if stage_named(stage).pinned else env
 
 
 @contextlib.contextmanager

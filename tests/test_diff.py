@@ -52,3 +52,12 @@ def test_versions_samples_and_artifacts_name_where_they_start(tiny_build, tmp_pa
     assert lines[1].startswith("samples: the sample images or labels differ (rebuilds samples and everything after it: lite")
     assert lines[2].startswith("artifact int8 (int8.pt): other bytes") and "rebuilds int8 and everything after it" in lines[2]
     assert lines[3] == "artifact pte: only in A"
+
+
+def test_a_figure_measured_differently_from_the_same_files_is_one_line_naming_the_runtimes_kernels(tiny_build):
+    a = load_manifest(tiny_build.root)
+    b = json.loads(json.dumps(a))
+    b["accuracy"]["onnx_int8"]["max_abs_logit_diff"] += 0.01
+    [line] = differences(a, b, tiny_build.root)
+    assert line.startswith("measured onnx_int8 max_abs_logit_diff: ") and "kernels on another CPU" in line
+    assert "rebuilds eval and everything after it: manifest" in line

@@ -1,10 +1,13 @@
-"""Same commit, same versions, built in two different places: the same bytes, down to the release archive.
+"""Same commit, same versions, built in two different places, or as two CPUs compute: the same bytes, down to
+the release archive.
 
 The second build runs from a copy of the checkout, through a venv reached by another path (so Python reports
-other site-packages paths), with another umask, time zone, locale and home folder."""
+other site-packages paths), with another umask, time zone, locale and home folder; or with torch, MKL and
+oneDNN dispatching as on an AVX2-only machine."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +19,7 @@ from vitq.layout import ArtifactPaths
 from vitq.release import make_release
 from vitq.variants import VARIANTS
 
-from conftest import copy_checkout, run_doit
+from conftest import copy_checkout, quick_digits, run_doit
 
 pytestmark = pytest.mark.e2e
 
@@ -56,3 +59,33 @@ def test_builds_in_two_places_and_their_releases_are_byte_identical(digits_build
     assert {v.file for v in VARIANTS if v.file} | {"manifest.json", "report.md", "eval.json"} <= first.keys()
     release = make_release(digits_build, tmp_path / "first")
     assert sha256_file(release) == sha256_file(second_root / "releases" / "digits-1.0.0.tar.gz")
+
+
+# How an AVX2-only x86-64 runner computes, simulated on a newer host: torch's kernels, MKL's and oneDNN's code
+# paths at the AVX2 level (onnxruntime and XNNPACK choose by CPUID and cannot be told; see vitq.numerics).
+AVX2_DISPATCH = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def cpu_capability(env: dict[str, str]) -> str:
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                          check=True)
+    return proc.stdout.strip()
+
+
+def test_a_build_computed_as_on_an_avx2_machine_gives_the_same_bytes(tmp_path):
+    native = cpu_capability({})
+    if native not in ("AVX2", "AVX512"):
+        pytest.skip(f"this CPU runs torch at {native}: below the pinned level, builds here differ by design")
+    assert cpu_capability(AVX2_DISPATCH) == "AVX2"  # the setting takes effect
+    recipes = tmp_path / "recipes"
+    quick_digits(recipes, "quick", pte=True)
+    roots = {"native": tmp_path / "native", "avx2": tmp_path / "avx2"}
+    run_doit("build:quick", "release:quick", recipes=recipes, artifacts=roots["native"])
+    run_doit("build:quick", "release:quick", recipes=recipes, artifacts=roots["avx2"], env=AVX2_DISPATCH)
+    first, second = tree_hashes(roots["native"] / "quick"), tree_hashes(roots["avx2"] / "quick")
+    assert first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
+    assert {v.file for v in VARIANTS if v.file} | {"manifest.json", "report.md", "eval.json"} <= first.keys()
+    assert sha256_file(roots["native"] / "releases" / "quick-1.0.0.tar.gz") == \
+        sha256_file(roots["avx2"] / "releases" / "quick-1.0.0.tar.gz")

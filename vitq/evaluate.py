@@ -17,8 +17,8 @@ from vitq.errors import RecipeError
 from vitq.numerics import recorded_error
 from vitq.preprocess import load_batch
 from vitq.progress import Progress
-from vitq.samples import Sample, read_samples
 from vitq.recipe import Recipe
+from vitq.samples import Sample, read_samples
 from vitq.variants import REFERENCE, variants_for
 
 # One image at a time, as on a phone. Dynamic int8 quantizes activations with a scale computed over

@@ -104,7 +104,7 @@ def tool_versions(distributions: tuple[str, ...]) -> dict[str, str]:
     return {d: tool_version(d) for d in ("python", *distributions)}
 
 
-def stage_fingerprint(stage: Any, recipe: Any, tools: tuple[str, ...] | None = None) -> dict[str, Any]:
+def stage_fingerprint(stage: Any, recipe: Recipe, tools: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Everything that shapes a stage's output except its input files (doit hashes those itself); for a pinned
     stage also the numerics it runs under (vitq.numerics: its settings and code)."""
     return {

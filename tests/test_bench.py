@@ -132,6 +132,7 @@ def test_report_says_when_the_mobile_artifact_is_slower_than_fp32(benched):
     assert "**Warning: the host was busy** (1-min load average 3.90 -> 4.20 on 2 CPUs)" in markdown(fake)
 
 
+@pytest.mark.e2e
 def test_bench_without_a_build_tells_the_user_to_build_first(tmp_path):
     recipe = tiny_recipe(tmp_path)
     proc = bench(recipe.source, tmp_path / "empty")

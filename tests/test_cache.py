@@ -23,6 +23,7 @@ from vitq.fileio import sha256_file
 from vitq.layout import SAMPLES, ArtifactPaths
 from vitq.pipeline import stage_named
 from vitq.recipe import load_recipe
+from vitq.runner import StageRun
 from vitq.stage_process import StageResult
 
 from conftest import REPO, quick_digits, run_doit, tasks_ran, write_recipe
@@ -77,16 +78,16 @@ def fake_outputs(stage: str, recipe, root: Path, salt: str = "") -> None:
             path.write_bytes(f"{stage}:{name}:{salt}".encode() * 100)
 
 
-def runner_stdout(recipe, stage: str, printed: str = "") -> str:
-    """What vitq.runner prints for a stage: anything the stage printed, then its summary line."""
-    return f"{printed}  {recipe.name}:{stage:<10} {stage} done -> x  [1.5s, peak 321 MB]\n"
+def ran(stage: str, summary: str | None = None) -> StageRun:
+    """What a stage run hands back (vitq.runner.StageRun)."""
+    return StageRun(summary or f"{stage} done -> x", 1.5, 321.0)
 
 
 def build(stage: str, recipe, root: Path, salt: str = "", printed: str = "") -> cache.StageCache:
     """A stage that ran (stand-in outputs) and offered them to the cache, as vitq.tasks.run_stage does."""
     fake_outputs(stage, recipe, root, salt)
-    cached = stage_cache(stage, recipe.source, str(root))
-    cached.store_outputs(runner_stdout(recipe, stage, printed))
+    cached = stage_cache(stage, recipe, str(root))
+    cached.store_outputs(ran(stage), printed)
     return cached
 
 
@@ -180,13 +181,6 @@ def test_a_record_lists_each_output_and_the_summary_and_blobs_are_stored_once_by
     assert all(b.split("/")[-2] == b.split("/")[-1][:2] for b in blobs)
 
 
-def test_the_summary_line_is_read_from_the_runner_output(recipe):
-    stage = stage_named("manifest")
-    out = "| table |\n  quick:manifest   5 checks passed -> manifest.json, report.md  [0.4s, peak 250 MB]\n"
-    assert cache.split_stdout(out, recipe, stage) == ("5 checks passed -> manifest.json, report.md", "| table |\n")
-    assert cache.split_stdout("no summary\n", recipe, stage) == ("", "no summary\n")
-
-
 @pytest.mark.parametrize("where", ["s3", "folder", "file_url", "memory"])
 def test_a_fresh_output_root_is_restored_from_the_cache_byte_for_byte(where, recipe, tmp_path, monkeypatch, capsys,
                                                                        request):
@@ -201,7 +195,7 @@ def test_a_fresh_output_root_is_restored_from_the_cache_byte_for_byte(where, rec
         build(stage, recipe, tmp_path / "a", printed="| table |\n" if stage == "lite" else "")
     capsys.readouterr()
     for stage in CHAIN:
-        assert stage_cache(stage, recipe.source, str(tmp_path / "b")).restore()
+        assert stage_cache(stage, recipe, str(tmp_path / "b")).restore()
     out = capsys.readouterr()
     assert files_of(tmp_path / "b" / "quick") == files_of(tmp_path / "a" / "quick")
     hits = re.findall(r"^  quick:(\S+) +(\S+) done -> x  \[cache hit, [0-9.]+s\]$", out.out, re.M)
@@ -221,10 +215,10 @@ def test_a_cache_hit_spawns_no_stage_process_and_a_miss_uploads_after_the_stage_
     assert tasks.run_stage("samples", recipe.source, str(tmp_path / "b")) is True
     assert files_of(tmp_path / "b" / "quick") == files_of(tmp_path / "a" / "quick")
 
-    def stage_process(*args, keep_stdout=False):  # what a stage process would do: write the outputs, print the summary
-        assert list(args) == ["fp32", recipe.source, str(tmp_path / "b")] and keep_stdout
+    def stage_process(*args, keep_stdout=False):  # what a stage process would do: write the outputs, hand back its run
+        assert list(args) == ["fp32", recipe, str(tmp_path / "b")] and keep_stdout
         fake_outputs("fp32", recipe, tmp_path / "b")
-        return StageResult(0, stdout=runner_stdout(recipe, "fp32"))
+        return StageResult(0, run=ran("fp32"))
 
     monkeypatch.setattr(tasks.stage_process, "run", stage_process)
     assert tasks.run_stage("fp32", recipe.source, str(tmp_path / "b")) is True
@@ -282,13 +276,13 @@ def test_a_bad_cache_entry_is_one_warning_and_nothing_is_written(fault, said, s3
     previous.mkdir(parents=True)
     (previous / "labels.csv").write_text("an older sample set\n")
     capsys.readouterr()
-    assert stage_cache("samples", recipe.source, str(tmp_path / "b")).restore() is False  # vitq runs the stage
+    assert stage_cache("samples", recipe, str(tmp_path / "b")).restore() is False  # vitq runs the stage
     err = capsys.readouterr().err
     assert re.fullmatch(rf"vitq cache: warning: quick:samples: {said}; running the stage\n", err), err
     assert sorted(p.name for p in (tmp_path / "b").rglob("*")) == ["labels.csv", "quick", "samples"]
     assert (previous / "labels.csv").read_text() == "an older sample set\n"
     assert not (tmp_path / "outside.png").exists()
-    assert stage_cache("fp32", recipe.source, str(tmp_path / "b")) is not None  # the cache stays on
+    assert stage_cache("fp32", recipe, str(tmp_path / "b")) is not None  # the cache stays on
 
 
 def test_a_blob_expired_before_its_record_is_put_back_by_the_stage_that_ran_instead(memory, recipe, tmp_path,
@@ -296,11 +290,11 @@ def test_a_blob_expired_before_its_record_is_put_back_by_the_stage_that_ran_inst
     cached = build("fp32", recipe, tmp_path / "a")
     store = Store.open(memory)
     store.fs.rm(store.blob_key(sha256_file(tmp_path / "a" / "quick" / "fp32.safetensors")))  # a lifecycle rule
-    assert stage_cache("fp32", recipe.source, str(tmp_path / "b")).restore() is False
+    assert stage_cache("fp32", recipe, str(tmp_path / "b")).restore() is False
     assert "record points at missing blob" in capsys.readouterr().err
     rerun = build("fp32", recipe, tmp_path / "b")  # the stage ran here: the same bytes
     assert rerun.key == cached.key
-    assert stage_cache("fp32", recipe.source, str(tmp_path / "c")).restore()
+    assert stage_cache("fp32", recipe, str(tmp_path / "c")).restore()
     assert capsys.readouterr().err == ""
 
 def test_an_unreachable_endpoint_is_one_warning_and_the_build_goes_on_without_the_cache(recipe, tmp_path,
@@ -310,11 +304,11 @@ def test_an_unreachable_endpoint_is_one_warning_and_the_build_goes_on_without_th
     for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
                         "VITQ_CACHE": f"s3://vitq-cache/{uuid.uuid4().hex}"}.items():
         monkeypatch.setenv(name, value)
-    first = stage_cache("samples", recipe.source, str(tmp_path / "b"))
+    first = stage_cache("samples", recipe, str(tmp_path / "b"))
     assert first.restore() is False
     fake_outputs("samples", recipe, tmp_path / "b")
-    first.store_outputs(runner_stdout(recipe, "samples"))  # no second warning
-    assert stage_cache("fp32", recipe.source, str(tmp_path / "b")) is None  # off for the rest of the build
+    first.store_outputs(ran("samples"), "")  # no second warning
+    assert stage_cache("fp32", recipe, str(tmp_path / "b")) is None  # off for the rest of the build
     (line,) = warnings_in(capsys.readouterr().err)
     assert line.startswith("vitq cache: warning: quick:samples: VITQ_CACHE=s3://vitq-cache/")
     assert "EndpointConnectionError" in line and line.endswith("building without the cache from here on")
@@ -339,11 +333,11 @@ def test_read_mode_pulls_but_never_writes_and_write_mode_never_pulls(s3, s3_serv
 
     stored = objects()
     monkeypatch.setenv("VITQ_CACHE_MODE", "read")
-    assert stage_cache("samples", recipe.source, str(tmp_path / "b")).restore()
+    assert stage_cache("samples", recipe, str(tmp_path / "b")).restore()
     reader = build("fp32", recipe, tmp_path / "b")
     assert not reader.writes and objects() == stored
     monkeypatch.setenv("VITQ_CACHE_MODE", "write")
-    assert stage_cache("samples", recipe.source, str(tmp_path / "c")).restore() is False
+    assert stage_cache("samples", recipe, str(tmp_path / "c")).restore() is False
     assert not (tmp_path / "c" / "quick" / "samples").exists()
     build("fp32", recipe, tmp_path / "c")
     assert len(objects()) == len(stored) + 2  # fp32's record and blob
@@ -359,14 +353,14 @@ def test_two_builds_racing_to_upload_the_same_key_leave_one_valid_record(where, 
         fake_outputs("samples", recipe, tmp_path / run)
     racers = []
     for run in ("a", "b"):  # two builds: their own storage connection each, as two CI machines
-        cached = stage_cache("samples", recipe.source, str(tmp_path / run))
+        cached = stage_cache("samples", recipe, str(tmp_path / run))
         cached.store = Store(url)
         racers.append(cached)
     start = threading.Barrier(2)
 
     def upload(cached):
         start.wait()
-        cached.store_outputs(runner_stdout(recipe, "samples"))
+        cached.store_outputs(ran("samples"), "")
 
     threads = [threading.Thread(target=upload, args=(c,)) for c in racers]
     for thread in threads:
@@ -379,10 +373,10 @@ def test_two_builds_racing_to_upload_the_same_key_leave_one_valid_record(where, 
     record = json.loads(store.fs.cat_file(store.record_key(racers[0].key)))
     outputs = stage_named("samples").outputs(recipe, paths_in(tmp_path / "c", recipe))
     assert len(checked_outputs(record, racers[0].key, outputs, tmp_path / "c" / "quick")) == 4
-    assert stage_cache("samples", recipe.source, str(tmp_path / "c")).restore()
+    assert stage_cache("samples", recipe, str(tmp_path / "c")).restore()
     assert files_of(tmp_path / "c" / "quick") == files_of(tmp_path / "a" / "quick")
     # a later upload of the same key leaves the record as it is, and so does the write that lost a race
-    racers[1].store_outputs(runner_stdout(recipe, "samples").replace("samples done", "again"))
+    racers[1].store_outputs(ran("samples", "again"), "")
     (tmp_path / "other.json").write_text("{}")
     store._put_new([(str(tmp_path / "other.json"), store.record_key(racers[0].key))])  # past its exists() check
     assert json.loads(store.fs.cat_file(store.record_key(racers[0].key))) == record

@@ -8,7 +8,7 @@ from vitq.fingerprint import stage_fingerprint
 from vitq.numerics import PINNED_ENV, error_step, is_pinned, pinned_environ, recorded_error
 from vitq.pipeline import STAGES, stage_named
 from vitq.recipe import load_recipe
-from vitq.stage_process import HASH_SEED, stage_environ
+from vitq.runner import HASH_SEED, stage_environ
 
 from conftest import DIGITS
 

@@ -211,6 +211,7 @@ ERROR = "tiny.yaml: model.name: unknown timm model 'x'"
 def fake_stage(tmp_path, monkeypatch):
     """vitq.tasks.run_stage runs this torch-free stand-in for `python -m vitq.runner` (a fresh interpreter per
     stage): progress lines, a warning, then a user error (exit 2)."""
+    tiny_recipe(tmp_path)  # a real recipe: the doit side reads it once before the stage runs
     script = tmp_path / "stage.py"
     script.write_text(FAKE_STAGE)
     python = tmp_path / "python"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -36,13 +35,13 @@ from vitq.fileio import atomic_path, sha256_file
 from vitq.fingerprint import canonical, stage_fingerprint
 from vitq.layout import SAMPLES, ArtifactPaths
 from vitq.pipeline import Files, Stage, stage_named, stages_for
-from vitq.recipe import Recipe, load_recipe
+from vitq.recipe import Recipe
+from vitq.runner import StageRun, log_stage_run
 
 MODE_VAR = "VITQ_CACHE_MODE"
 MODES = ("readwrite", "read", "write")
 FORMAT = 1  # of keys and records: bumping it starts a new cache instead of misreading an old one
 HEX64 = re.compile(r"[0-9a-f]{64}")
-RUNNER_LINE = re.compile(r"  \[[0-9.]+s, peak [0-9]+ MB\]$")  # how vitq.runner ends a stage's summary line
 
 
 @dataclass(frozen=True)
@@ -147,17 +146,6 @@ def checked_outputs(record: Any, key: str, outputs: Files, root: Path) -> list[d
     return entries
 
 
-def split_stdout(stdout: str, recipe: Recipe, stage: Stage) -> tuple[str, str]:
-    """The stage's summary (from vitq.runner's last line, without its timing) and what else it printed."""
-    prefix = f"  {recipe.name}:{stage.name:<10} "
-    lines = stdout.splitlines()
-    for i in range(len(lines) - 1, -1, -1):
-        ending = RUNNER_LINE.search(lines[i])
-        if lines[i].startswith(prefix) and ending:
-            return lines[i][len(prefix):ending.start()], "".join(f"{line}\n" for line in lines[:i] + lines[i + 1:])
-    return "", stdout
-
-
 # ---------------------------------------------------------------- a stage against the cache (the doit side)
 
 
@@ -190,19 +178,20 @@ class StageCache:
         seconds = time.perf_counter() - started
         printed = record.get("stdout") if isinstance(record.get("stdout"), str) else ""
         sys.stdout.write("".join(f"{one_line(line)}\n" for line in printed.splitlines()))  # no terminal escapes
-        print(one_line(f"  {self.recipe.name}:{self.stage.name:<10} {record['summary']}  [cache hit, {seconds:.1f}s]"),
-              flush=True)
-        self._log(seconds)
+        hit = StageRun(str(record["summary"]), seconds, 0.0)
+        print(one_line(hit.line(self.recipe.name, self.stage.name, note=f"cache hit, {seconds:.1f}s")), flush=True)
+        log_stage_run(self.paths, self.recipe.name, self.stage.name, seconds, cache="hit")
         return True
 
-    def store_outputs(self, stdout: str) -> None:
-        """After the stage ran: offer what it wrote to the cache (a fault is one warning; the build is done)."""
+    def store_outputs(self, run: StageRun, printed: str) -> None:
+        """After the stage ran: offer what it wrote to the cache, with its summary and what else it printed (a
+        fault is one warning; the build is done)."""
         if not self.writes or self.store.broken:
             return
         try:
             if self.key is None:
                 return
-            summary, printed = split_stdout(stdout, self.recipe, self.stage)
+            summary = run.summary
             files = output_files(self.stage.outputs(self.recipe, self.paths), self.paths.root)
             entries = [{"output": name, "path": path, "sha256": sha256_file(file), "bytes": file.stat().st_size}
                        for name, path, file in files]
@@ -234,19 +223,11 @@ class StageCache:
         warn(f"{where}: {URL_VAR}={self.store.url} failed ({self.store.broken[:300]}); "
              "building without the cache from here on")
 
-    def _log(self, seconds: float) -> None:
-        """A line in build-log.jsonl like vitq.runner's, marked as a cache hit."""
-        record = {"recipe": self.recipe.name, "stage": self.stage.name, "seconds": round(seconds, 3), "cache": "hit",
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        with open(self.paths.build_log, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
-
-
 def warn(message: str) -> None:
     print(one_line(f"vitq cache: warning: {message}"), file=sys.stderr, flush=True)
 
 
-def stage_cache(stage_name: str, recipe_file: str, artifacts_root: str) -> StageCache | None:
+def stage_cache(stage_name: str, recipe: Recipe, artifacts_root: str) -> StageCache | None:
     """The cache for one stage task, or None when ``VITQ_CACHE`` is unset (or failed earlier in this build).
     A bad setting is a VitqError: one line, the build stops."""
     config = settings()
@@ -255,7 +236,6 @@ def stage_cache(stage_name: str, recipe_file: str, artifacts_root: str) -> Stage
     store = Store.open(config.url)
     if store.broken:
         return None
-    recipe = load_recipe(recipe_file)
     return StageCache(config, store, stage_named(stage_name), recipe,
                       ArtifactPaths.for_recipe(Path(artifacts_root), recipe.name))
 

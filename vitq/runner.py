@@ -15,16 +15,27 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from vitq import progress
 from vitq.errors import USER_ERROR, run_command
 from vitq.layout import ArtifactPaths
-from vitq.numerics import enter_pinned_stage
+from vitq.numerics import enter_pinned_stage, pinned_environ
 from vitq.pipeline import stage_named
 from vitq.recipe import Recipe, load_recipe
-from vitq.stage_process import stage_environ
 from vitq.torch_setup import configure_torch
+
+RESULT_FD_VAR = "VITQ_RESULT_FD"  # set by vitq.stage_process for a fresh interpreter: where its result goes
+HASH_SEED = "0"  # saved TorchScript depends on PYTHONHASHSEED: every stage process starts with this one
+
+
+def stage_environ(stage: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a fresh interpreter for ``stage`` starts with: fixed hash seed; pins if it is pinned.
+    Here, not in vitq.stage_process, which starts stages through this module (imports point one way)."""
+    env = {**environ, "PYTHONHASHSEED": HASH_SEED}
+    return pinned_environ(env) if stage_named(stage).pinned else env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,16 +59,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_and_report(stage_name: str, recipe_file: str, root: str, requested: float | None = None) -> int:
-    """Run a stage and print its line: summary, work time, start-up overhead, peak memory."""
+    """``python -m vitq.runner``: the recipe parsed once, the stage run, its result handed back: as JSON on the
+    descriptor in ``VITQ_RESULT_FD`` (vitq.stage_process reads it), or as its line when run by hand."""
     recipe = load_recipe(recipe_file)
-    summary, seconds, peak_mb = run_stage(stage_name, recipe, ArtifactPaths.for_recipe(Path(root), recipe.name),
-                                          requested)
-    print(f"  {recipe.name}:{stage_name:<10} {summary}  [{seconds:.1f}s, peak {peak_mb:.0f} MB]", flush=True)
+    run = run_stage(stage_name, recipe, ArtifactPaths.for_recipe(Path(root), recipe.name), requested)
+    fd = os.environ.get(RESULT_FD_VAR)
+    if fd is None:
+        print(run.line(recipe.name, stage_name), flush=True)
+        return 0
+    with open(int(fd), "w", encoding="utf-8") as out:
+        json.dump(run._asdict(), out)
     return 0
 
 
-def run_stage(stage_name: str, recipe: Recipe, paths: ArtifactPaths,
-              requested: float | None = None) -> tuple[str, float, float]:
+class StageRun(NamedTuple):
+    """What a stage run gives back: its summary and costs, passed to doit as a value (never parsed from text)."""
+
+    summary: str
+    seconds: float
+    peak_mb: float
+
+    def line(self, recipe_name: str, stage_name: str, note: str | None = None) -> str:
+        """How doit shows it: ``  <recipe>:<stage> <summary>  [<seconds>, peak <MB>]`` (or a note for a cache hit)."""
+        cost = note or f"{self.seconds:.1f}s, peak {self.peak_mb:.0f} MB"
+        return f"  {recipe_name}:{stage_name:<10} {self.summary}  [{cost}]"
+
+
+def run_stage(stage_name: str, recipe: Recipe, paths: ArtifactPaths, requested: float | None = None) -> StageRun:
     """Run a stage in this process with the inputs and outputs the pipeline gives doit; log its cost beside the
     artifacts (not in the manifest). ``requested``: when the stage was asked for (time.time()), so the log says
     what starting its process cost."""
@@ -72,13 +100,16 @@ def run_stage(stage_name: str, recipe: Recipe, paths: ArtifactPaths,
         summary = module.run(recipe, stage.inputs(recipe, paths), stage.outputs(recipe, paths))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _log(paths, {"recipe": recipe.name, "stage": stage_name, "seconds": round(seconds, 3),
-                 **({"startup_seconds": round(startup, 3)} if startup is not None else {}),
-                 "peak_rss_mb": round(peak_mb, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    return summary, seconds, peak_mb
+    log_stage_run(paths, recipe.name, stage_name, seconds, **({"startup_seconds": round(startup, 3)}
+                  if startup is not None else {}), peak_rss_mb=round(peak_mb, 1))
+    return StageRun(summary, seconds, peak_mb)
 
 
-def _log(paths: ArtifactPaths, record: dict) -> None:
+def log_stage_run(paths: ArtifactPaths, recipe_name: str, stage_name: str, seconds: float, **details: Any) -> None:
+    """One record in build-log.jsonl beside the artifacts (not in the manifest): the one writer of that log, for
+    stages that ran and for cache hits (``cache="hit"``)."""
+    record = {"recipe": recipe_name, "stage": stage_name, "seconds": round(seconds, 3), **details,
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     paths.root.mkdir(parents=True, exist_ok=True)
     with open(paths.build_log, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record, sort_keys=True) + "\n")

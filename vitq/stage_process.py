@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import multiprocessing
 import os
 import re
@@ -29,16 +30,18 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from vitq.errors import INTERRUPTED_EXIT, USER_ERROR, VitqError
-from vitq.numerics import pinned_environ
+from vitq.layout import ArtifactPaths
 from vitq.pipeline import stage_named
 from vitq.progress import FD_VAR as PROGRESS_FD_VAR
+from vitq.recipe import Recipe
+from vitq.runner import HASH_SEED, RESULT_FD_VAR, StageRun, run_stage, stage_environ
 
-HASH_SEED = "0"
 MODE_VAR = "VITQ_STAGE_PROCESS"
 PRELOAD = ["vitq.stage_preload"]
 PROBLEMS_HEADER = re.compile(r": (\d+) problems$")
@@ -50,19 +53,22 @@ _context: multiprocessing.context.BaseContext | None = None
 class StageResult:
     exitcode: int
     error: str | None = None  # a VitqError's text: one line, or a "<file>: N problems" block
-    stdout: str = ""  # what the stage printed, its summary line last (for the build cache's record)
+    stdout: str = ""  # what else the stage printed (the build cache replays it on a hit)
+    run: StageRun | None = None  # summary and costs, when it succeeded
 
 
-def run(stage: str, recipe_file: str, artifacts_root: str, keep_stdout: bool = False) -> StageResult:
-    """Run one stage to its end. Ctrl-C here (KeyboardInterrupt) kills the stage and is raised on."""
+def run(stage: str, recipe: Recipe, artifacts_root: str, keep_stdout: bool = False) -> StageResult:
+    """Run one stage to its end; the caller shows its result. Ctrl-C here (KeyboardInterrupt) kills the stage and
+    is raised on. The recipe, parsed once by the caller, goes to a forked stage as it is; a fresh interpreter
+    reads the recipe file itself."""
     mode = os.environ.get(MODE_VAR, "forkserver")
     if mode not in ("forkserver", "fresh"):
         raise VitqError(f"{MODE_VAR}={mode!r}: expected forkserver or fresh")
     os.environ["PYTHONHASHSEED"] = HASH_SEED  # for the server (started once) or the fresh interpreter
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     if mode == "fresh" or stage_named(stage).pinned:
-        return _run_fresh(stage, recipe_file, artifacts_root, keep_stdout)
-    return _run_forked(stage, recipe_file, artifacts_root)
+        return _run_fresh(stage, recipe.source, artifacts_root, keep_stdout)
+    return _run_forked(stage, recipe, artifacts_root)
 
 
 def _server() -> multiprocessing.context.BaseContext:
@@ -74,13 +80,13 @@ def _server() -> multiprocessing.context.BaseContext:
     return _context
 
 
-def _run_forked(stage: str, recipe_file: str, artifacts_root: str) -> StageResult:
+def _run_forked(stage: str, recipe: Recipe, artifacts_root: str) -> StageResult:
     context = _server()
     results_in, results_out = context.Pipe(duplex=False)
     lifeline_in, lifeline_out = context.Pipe(duplex=False)  # closes when this process ends, however it ends
     with _doit_streams() as (out, err):
         process = context.Process(target=_stage_main, name=f"vitq-{stage}", daemon=False,
-                                  args=(stage, recipe_file, artifacts_root, results_out, lifeline_in, out, err,
+                                  args=(stage, recipe, artifacts_root, results_out, lifeline_in, out, err,
                                         time.time()))
         try:
             process.start()
@@ -113,7 +119,7 @@ def _doit_streams() -> Iterator[tuple[Connection | None, Connection | None]]:
                 copy.close()
 
 
-def _stage_main(stage: str, recipe_file: str, artifacts_root: str, results: Connection, lifeline: Connection,
+def _stage_main(stage: str, recipe: Recipe, artifacts_root: str, results: Connection, lifeline: Connection,
                 out: Connection | None, err: Connection | None, requested: float) -> None:
     """In the forked stage process: doit's streams as its own, the stage, its result back to doit."""
     die_with_parent()  # with the server; and with doit through the lifeline (the server outlives doit)
@@ -125,10 +131,8 @@ def _stage_main(stage: str, recipe_file: str, artifacts_root: str, results: Conn
     captured = _Tee(sys.stdout)
     sys.stdout = captured
     try:
-        from vitq.runner import run_and_report
-
-        run_and_report(stage, recipe_file, artifacts_root, requested=requested)
-        result = StageResult(0)
+        paths = ArtifactPaths.for_recipe(Path(artifacts_root), recipe.name)
+        result = StageResult(0, run=run_stage(stage, recipe, paths, requested=requested))
     except VitqError as exc:
         result = StageResult(USER_ERROR, error=str(exc))
     except KeyboardInterrupt:
@@ -172,12 +176,19 @@ class _Tee(io.TextIOBase):
 def _run_fresh(stage: str, recipe_file: str, artifacts_root: str, keep_stdout: bool) -> StageResult:
     """A new interpreter per stage: its stderr is read when it ends, for its one-line error."""
     env = stage_environ(stage, os.environ)
-    with progress_to_stderr(env) as progress_fds:
-        proc = subprocess.run(
-            [sys.executable, "-m", "vitq.runner", stage, recipe_file, artifacts_root],
-            env=env, stdout=subprocess.PIPE if keep_stdout else None, stderr=subprocess.PIPE, text=True,
-            preexec_fn=die_with_parent, pass_fds=progress_fds,
-        )
+    result_in, result_out = os.pipe()  # the stage's result as JSON (vitq.runner), read when it ends
+    env[RESULT_FD_VAR] = str(result_out)
+    try:
+        with progress_to_stderr(env) as progress_fds:
+            proc = subprocess.run(
+                [sys.executable, "-m", "vitq.runner", stage, recipe_file, artifacts_root],
+                env=env, stdout=subprocess.PIPE if keep_stdout else None, stderr=subprocess.PIPE, text=True,
+                preexec_fn=die_with_parent, pass_fds=(*progress_fds, result_out),
+            )
+    finally:
+        os.close(result_out)
+    with open(result_in, encoding="utf-8") as fh:
+        sent = fh.read()
     if keep_stdout:
         sys.stdout.write(proc.stdout)
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
@@ -185,13 +196,8 @@ def _run_fresh(stage: str, recipe_file: str, artifacts_root: str, keep_stdout: b
         return StageResult(proc.returncode, error=user_error(lines), stdout=proc.stdout or "")
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
-    return StageResult(proc.returncode, stdout=proc.stdout or "")
-
-
-def stage_environ(stage: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment a fresh interpreter for ``stage`` starts with: fixed hash seed; pins if it is pinned."""
-    env = {**environ, "PYTHONHASHSEED": HASH_SEED}
-    return pinned_environ(env) if stage_named(stage).pinned else env
+        return StageResult(proc.returncode, stdout=proc.stdout or "")
+    return StageResult(0, stdout=proc.stdout or "", run=StageRun(**json.loads(sent)))
 
 
 @contextlib.contextmanager

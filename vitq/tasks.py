@@ -129,17 +129,19 @@ def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskF
     (VITQ_CACHE, vitq.cache) has its outputs; a stage that ran offers them to the cache."""
     try:
         hold_build_lock(Path(artifacts_root), Path(recipe_file).stem)
-        cached = stage_cache(stage, recipe_file, artifacts_root)  # None without VITQ_CACHE
+        recipe = load_recipe(recipe_file)  # once for this stage run: the cache and a forked stage take it as is
+        cached = stage_cache(stage, recipe, artifacts_root)  # None without VITQ_CACHE
         if cached is not None and cached.restore():
             return True
-        result = stage_process.run(stage, recipe_file, artifacts_root, keep_stdout=cached is not None and cached.writes)
+        result = stage_process.run(stage, recipe, artifacts_root, keep_stdout=cached is not None and cached.writes)
     except VitqError as exc:
         return TaskFailed(str(exc))
     except KeyboardInterrupt:  # Ctrl-C: the stage process is killed, its temp files never become targets
         return TaskFailed(INTERRUPTED)
-    if result.exitcode == 0:
+    if result.exitcode == 0 and result.run is not None:
+        print(result.run.line(recipe.name, stage), flush=True)
         if cached is not None and cached.writes:
-            cached.store_outputs(result.stdout)
+            cached.store_outputs(result.run, result.stdout)
         return True
     if result.exitcode == USER_ERROR and result.error:
         return TaskFailed(result.error)

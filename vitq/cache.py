@@ -36,7 +36,7 @@ from vitq.fingerprint import canonical, stage_fingerprint
 from vitq.layout import SAMPLES, ArtifactPaths
 from vitq.pipeline import Files, Stage, stage_named, stages_for
 from vitq.recipe import Recipe
-from vitq.runner import StageRun, log_stage_run
+from vitq.runner import StageRun, log_stage_run, stage_line
 
 MODE_VAR = "VITQ_CACHE_MODE"
 MODES = ("readwrite", "read", "write")
@@ -178,8 +178,8 @@ class StageCache:
         seconds = time.perf_counter() - started
         printed = record.get("stdout") if isinstance(record.get("stdout"), str) else ""
         sys.stdout.write("".join(f"{one_line(line)}\n" for line in printed.splitlines()))  # no terminal escapes
-        hit = StageRun(str(record["summary"]), seconds, 0.0)
-        print(one_line(hit.line(self.recipe.name, self.stage.name, note=f"cache hit, {seconds:.1f}s")), flush=True)
+        line = stage_line(self.recipe.name, self.stage.name, record["summary"], f"cache hit, {seconds:.1f}s")
+        print(one_line(line), flush=True)
         log_stage_run(self.paths, self.recipe.name, self.stage.name, seconds, cache="hit")
         return True
 
@@ -191,11 +191,10 @@ class StageCache:
         try:
             if self.key is None:
                 return
-            summary = run.summary
             files = output_files(self.stage.outputs(self.recipe, self.paths), self.paths.root)
             entries = [{"output": name, "path": path, "sha256": sha256_file(file), "bytes": file.stat().st_size}
                        for name, path, file in files]
-            record = {"format": FORMAT, "key": self.key, "stage": self.stage.name, "summary": summary,
+            record = {"format": FORMAT, "key": self.key, "stage": self.stage.name, "summary": run.summary,
                       "stdout": printed, "outputs": entries}
             self.store.publish(self.key, record, {e["sha256"]: file for e, (_, _, file) in zip(entries, files, strict=True)})
         except Exception as exc:  # the stage succeeded; the cache only misses an entry

@@ -51,20 +51,20 @@ def evaluate(recipe: Recipe, files: Mapping[str, Path], labels: Path) -> dict[st
             logits[variant.id] = np.concatenate(outputs).astype(np.float32)
             del run
             if variant.id == REFERENCE:  # the first row: before any other variant is run
-                check_labels(recipe, labels, logits[REFERENCE].shape[1])
+                check_labels(recipe, labels, samples, logits[REFERENCE].shape[1])
     classes = logits[REFERENCE].shape[1]
     reference = logits[REFERENCE]
     metrics = {name: _metrics(out, reference, samples) for name, out in logits.items()}
     return {"n": len(samples), "classes": int(classes), "metrics": metrics}
 
 
-def check_labels(recipe: Recipe, labels: Path, classes: int) -> None:
+def check_labels(recipe: Recipe, labels: Path, samples: list[Sample], classes: int) -> None:
     """The sample labels must name classes the model has: the user's labels file, or the recipe's built-in set
     (photos are ImageNet-1k classes, a 10-class model cannot be scored on them)."""
     if recipe.samples.builtin is None:
         read_samples(labels, num_classes=classes, shown_as=Path(recipe.samples.labels))
         return
-    highest = max(max(s.accepted) for s in read_samples(labels))
+    highest = max(max(s.accepted) for s in samples)
     if highest >= classes:
         raise RecipeError(recipe.path, "samples", f"the {recipe.samples.builtin} samples are labelled with classes up "
                           f"to {highest}, but {recipe.model.name} has {classes} outputs; use samples: {{dir: folder, "

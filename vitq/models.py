@@ -231,7 +231,6 @@ def _create_transformers(recipe: Recipe, pretrained: bool) -> Any:
     return LogitsOnly(model).eval()
 
 
-
 def load_fp32(recipe: Recipe, path: Path) -> Any:
     """The reference float model: the recipe's architecture with the weights of the fp32 artifact."""
     from safetensors.torch import load_file

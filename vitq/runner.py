@@ -79,10 +79,13 @@ class StageRun(NamedTuple):
     seconds: float
     peak_mb: float
 
-    def line(self, recipe_name: str, stage_name: str, note: str | None = None) -> str:
-        """How doit shows it: ``  <recipe>:<stage> <summary>  [<seconds>, peak <MB>]`` (or a note for a cache hit)."""
-        cost = note or f"{self.seconds:.1f}s, peak {self.peak_mb:.0f} MB"
-        return f"  {recipe_name}:{stage_name:<10} {self.summary}  [{cost}]"
+    def line(self, recipe_name: str, stage_name: str) -> str:
+        return stage_line(recipe_name, stage_name, self.summary, f"{self.seconds:.1f}s, peak {self.peak_mb:.0f} MB")
+
+
+def stage_line(recipe_name: str, stage_name: str, summary: str, cost: str) -> str:
+    """How doit shows a finished stage: ``  <recipe>:<stage> <summary>  [<cost>]`` (ran, or a cache hit)."""
+    return f"  {recipe_name}:{stage_name:<10} {summary}  [{cost}]"
 
 
 def run_stage(stage_name: str, recipe: Recipe, paths: ArtifactPaths, requested: float | None = None) -> StageRun:

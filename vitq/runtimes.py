@@ -123,4 +123,3 @@ LOADERS: dict[str, Callable[[Any, Path, int], Runner]] = {
     "onnxruntime": lambda recipe, file, threads: onnx_runner(onnx_session(file, threads)),
     "executorch": lambda recipe, file, threads: load_pte(file),
 }
-

@@ -28,12 +28,13 @@ TOLERANCE = 1e-4
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
     [(parent, source)] = [(key, path) for key, path in inputs.items() if key != SAMPLES]  # optimized, or int8
     scripted = load_torchscript(source)
-    saved = scripted if parent == "optimized" else torch.jit.freeze(scripted.eval())  # see above
+    freeze = parent != "optimized"  # see above
+    saved = torch.jit.freeze(scripted.eval()) if freeze else scripted
     sample = read_samples(inputs[SAMPLES])[0].path
     with atomic_path(outputs["lite"]) as tmp:
         saved._save_for_lite_interpreter(str(tmp))
         diff, top1 = check_lite(recipe, scripted, tmp, sample)  # against the file it came from
-    frozen = "" if parent == "optimized" else " (frozen)"
+    frozen = " (frozen)" if freeze else ""
     return (f"{source.name}{frozen} -> {outputs['lite'].name}, reloaded in the lite interpreter and run on {sample.name} "
             f"(class {top1}): max |dlogit| vs source {diff:.1e}")
 

@@ -8,9 +8,9 @@ No torch import here: loading this file must stay instant.
 
 import sys
 
-from vitq.doit_state import CheckpointingReporter
-from vitq.errors import VitqError
-from vitq.recipe import artifacts_root
+from vitq.build.discovery import artifacts_root
+from vitq.build.reporter import CheckpointingReporter
+from vitq.errors import run_command
 
 ROOT = artifacts_root()
 ROOT.mkdir(parents=True, exist_ok=True)
@@ -27,10 +27,10 @@ DOIT_CONFIG = {
 
 def task_vitq():
     """vitq build stages (one task group per stage, one sub-task per recipe)"""
-    from vitq.tasks import all_tasks
+    from vitq.build.tasks import all_tasks
 
-    try:
-        yield from all_tasks(ROOT)
-    except VitqError as exc:
-        print(f"vitq: {exc}", file=sys.stderr)
-        sys.exit(2)
+    tasks: list[dict] = []
+    code = run_command(lambda: tasks.extend(all_tasks(ROOT)) or 0, prefix="vitq: ")
+    if code:
+        sys.exit(code)
+    yield from tasks

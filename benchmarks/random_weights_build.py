@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from vitq.build.pipeline import stages_for
+from vitq.build.runner import run_stage
+from vitq.check.report import human_size
 from vitq.layout import ArtifactPaths
-from vitq.pipeline import stages_for
 from vitq.recipe import PACKAGE_ROOT, load_recipe
-from vitq.report import human_size
-from vitq.runner import run_stage
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ Each stage logs its work seconds (the time inside its run(), torch and stage imp
 so (build wall - sum of work) / stage processes is the start-up and orchestration cost per stage.
 
 Plain: one child process (this file with --plain-chain, PYTHONHASHSEED=0, the recipe's threads) that does the same
-work with vitq's own torch-side functions (vitq.models, vitq.convert, vitq.evaluate, vitq.manifest) and the same
+work with vitq's own torch-side functions (vitq.model.networks, vitq.model.convert, vitq.check.evaluate, vitq.check.manifest) and the same
 checks (lite and .pte run on a sample image, onnx.checker, onnxruntime smoke run, the gates and the build-path
 search), but hands models over in memory instead of reloading them from files, and has no doit. Its time is the
 child's wall clock, interpreter start and imports included. Neither side uses VITQ_CACHE.
@@ -194,17 +194,19 @@ def plain_chain(recipe_file: str, out: Path) -> None:
         from safetensors.torch import save_file
         from torch.utils.mobile_optimizer import MobileOptimizerType, optimize_for_mobile
 
-        from vitq import convert, gates, models
-        from vitq import manifest as mf
-        from vitq.buildpaths import build_paths_in, machine_paths, strip_onnx_build_paths
-        from vitq.datasets.photos import photo_files
-        from vitq.evaluate import evaluate
-        from vitq.preprocess import load_batch
+        from vitq.check import gates
+        from vitq.check import manifest as mf
+        from vitq.check.build_paths import build_paths_in, machine_paths
+        from vitq.check.evaluate import evaluate
+        from vitq.check.report import markdown
+        from vitq.model import convert, networks
+        from vitq.model.datasets.photos import photo_files
+        from vitq.model.preprocess import load_batch
+        from vitq.model.relative_paths import strip_onnx_build_paths
+        from vitq.model.runtimes import load_lite, load_pte, onnx_session
+        from vitq.model.samples import write_labels_csv
+        from vitq.model.torch_setup import configure_torch
         from vitq.recipe import load_recipe
-        from vitq.report import markdown
-        from vitq.runtimes import load_lite, load_pte, onnx_session
-        from vitq.samples import write_labels_csv
-        from vitq.torch_setup import configure_torch
         from vitq.variants import shipped, variants_for
 
         recipe = load_recipe(recipe_file)
@@ -214,7 +216,7 @@ def plain_chain(recipe_file: str, out: Path) -> None:
 
     with step("fp32"):
         torch.manual_seed(recipe.weights.random.seed)
-        model = models.create_model(recipe)
+        model = networks.create_model(recipe)
         files = {v.id: out / v.file for v in variants_for(recipe) if v.file}
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(files["fp32"]),
                   metadata={"model": recipe.model.name})
@@ -245,7 +247,7 @@ def plain_chain(recipe_file: str, out: Path) -> None:
             DIFFS["lite"] = (mobile(one_image) - load_lite(files["lite"])(one_image)).abs().max().item()
 
     with step("onnx_fp32"):
-        example = models.example_input(recipe).repeat(2, 1, 1, 1)
+        example = networks.example_input(recipe).repeat(2, 1, 1, 1)
         with contextlib.redirect_stdout(io.StringIO()):
             program = torch.onnx.export(
                 model, (example,), dynamo=True, opset_version=recipe.export.opset, external_data=False,
@@ -293,7 +295,7 @@ def plain_chain(recipe_file: str, out: Path) -> None:
         found = {f.relative_to(out).as_posix(): hits for f in searched if (hits := build_paths_in(f, forbidden))}
         checks.append(gates.build_path_check(found, forbidden))
         manifest = mf.build_manifest(recipe, {**written, "samples": labels, "eval": eval_file}, out, evaluation,
-                                     checks, models.weights_uri(recipe))
+                                     checks, networks.weights_uri(recipe))
         (out / "manifest.json").write_text(mf.dumps(manifest))
         (out / "report.md").write_text(markdown(manifest))
 

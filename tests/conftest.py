@@ -78,13 +78,28 @@ def digits_build(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_build(tmp_path_factory):
-    """A tiny random-weights ViT built in this process (every stage, no doit): its ArtifactPaths.
-    Shared: copy it before changing it."""
-    from helpers_models import build, tiny_recipe
+def tiny_chain(tmp_path_factory):
+    """A tiny random-weights ViT built in this process (every stage, no doit), each stage on a recipe that records
+    the fields it reads: (ArtifactPaths, FieldReads)."""
+    from helpers_models import build, recording_field_reads, tiny_recipe
 
     folder = tmp_path_factory.mktemp("tiny-inprocess")
-    return build(tiny_recipe(folder), folder / "artifacts")
+    recipe = tiny_recipe(folder)
+    with recording_field_reads(recipe) as reads:
+        paths = build(recipe, folder / "artifacts")
+    return paths, reads
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tiny_chain):
+    """The tiny build's ArtifactPaths. Shared: copy it before changing it."""
+    return tiny_chain[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_field_reads(tiny_chain):
+    """Stage name -> the recipe fields that stage read while building the tiny build."""
+    return tiny_chain[1]
 
 
 @pytest.fixture(scope="session")

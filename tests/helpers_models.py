@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel
 
 from vitq.recipe import Recipe, load_recipe
 
@@ -46,11 +51,76 @@ def tiny_recipe(folder: Path, name: str = "tiny", extra: str = "") -> Recipe:
     return load_recipe(write_recipe(folder, name, TINY_TIMM.format(extra=extra)))
 
 
+class RecordingRecipe:
+    """Stands in for a Recipe and records every field a stage reads (dotted), so undeclared reads show."""
+
+    def __init__(self, target: Any, log: set[str], prefix: str = ""):
+        self._target, self._log, self._prefix = target, log, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        dotted = f"{self._prefix}{name}"
+        if name in ("path", "source"):  # where the recipe lives: for error messages, not for bytes
+            return value
+        if name == "section":
+            return lambda *names: (self._log.update(f"{self._prefix}{n}" for n in names), value(*names))[1]
+        if name == "resolved":
+            return lambda: (self._log.add("*"), value())[1]
+        if isinstance(value, BaseModel):
+            return RecordingRecipe(value, self._log, dotted + ".")
+        self._log.add(dotted)
+        return value
+
+
+class FieldReads(dict):
+    """Stage name -> the recipe fields it read, for the recipe the stages ran on."""
+
+    recipe: Recipe
+
+
+@contextlib.contextmanager
+def recording_field_reads(recipe: Recipe) -> Iterator[FieldReads]:
+    """While open, every stage module's ``run`` (as the runner calls it) gets a RecordingRecipe of the recipe it
+    was given; what each stage read lands in the yielded FieldReads."""
+    from vitq.build.pipeline import STAGES
+
+    reads = FieldReads()
+    reads.recipe = recipe
+    patched = []
+    for stage in STAGES:
+        module = importlib.import_module(stage.module)
+
+        def run(given, inputs, outputs, _run=module.run, _name=stage.name):
+            return _run(RecordingRecipe(given, reads.setdefault(_name, set())), inputs, outputs)
+
+        patched.append((module, module.run))
+        module.run = run
+    try:
+        yield reads
+    finally:
+        for module, original in patched:
+            module.run = original
+
+
+def undeclared_reads(reads: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Stage name -> the fields it read but does not declare in the pipeline (empty when all is declared)."""
+    from vitq.build.pipeline import stage_named
+
+    found = {}
+    for name, fields in reads.items():
+        declared = stage_named(name).fields
+        extra = sorted(f for f in fields if "*" not in declared
+                       and not any(f == d or f.startswith(d + ".") for d in declared))
+        if extra:
+            found[name] = extra
+    return found
+
+
 def build(recipe: Recipe, root: Path, stages: list[str] | None = None):
-    """Run the recipe's stages in this process, as vitq.runner does (no doit): returns its ArtifactPaths."""
+    """Run the recipe's stages in this process, as vitq.build.runner does (no doit): returns its ArtifactPaths."""
+    from vitq.build.pipeline import stages_for
+    from vitq.build.runner import run_stage
     from vitq.layout import ArtifactPaths
-    from vitq.pipeline import stages_for
-    from vitq.runner import run_stage
 
     paths = ArtifactPaths.for_recipe(root, recipe.name)
     for stage in stages_for(recipe):

@@ -24,13 +24,13 @@ from vitq.bench.measure import (
     run_bench,
     stats,
 )
+from vitq.build.pipeline import model_files
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths
-from vitq.pipeline import model_files
-from vitq.preprocess import load_batch
+from vitq.model.preprocess import load_batch
+from vitq.model.samples import read_samples
 from vitq.progress import Progress
 from vitq.recipe import load_recipe
-from vitq.samples import read_samples
 from vitq.variants import variants_for
 
 ALL_ENGINES = ["qnnpack", "x86", "fbgemm"]

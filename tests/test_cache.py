@@ -1,4 +1,4 @@
-"""The shared build cache (vitq/cache.py) on real storage: moto's S3 server on 127.0.0.1 through s3fs, a
+"""The shared build cache (vitq/build/cache.py) on real storage: moto's S3 server on 127.0.0.1 through s3fs, a
 local folder, memory://. Unit tests call the cache on small stand-in files of a recipe's stages (no torch);
 one e2e test builds a recipe with doit twice, the second time in a fresh output root, from the cache."""
 
@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from s3_server import free_port
 
-from vitq import cache, tasks
-from vitq.cache import Store, checked_outputs, settings, stage_cache, status
+from vitq.build import actions, cache
+from vitq.build.cache import Store, checked_outputs, settings, stage_cache, status
+from vitq.build.pipeline import stage_named
+from vitq.build.runner import StageRun
+from vitq.build.stage_process import StageResult
 from vitq.errors import VitqError
 from vitq.fileio import sha256_file
 from vitq.layout import SAMPLES, ArtifactPaths
-from vitq.pipeline import stage_named
 from vitq.recipe import load_recipe
-from vitq.runner import StageRun
-from vitq.stage_process import StageResult
 
 from conftest import REPO, quick_digits, run_doit, tasks_ran, write_recipe
 from helpers_models import TINY_TIMM, make_images
@@ -79,12 +79,12 @@ def fake_outputs(stage: str, recipe, root: Path, salt: str = "") -> None:
 
 
 def ran(stage: str, summary: str | None = None) -> StageRun:
-    """What a stage run hands back (vitq.runner.StageRun)."""
+    """What a stage run hands back (vitq.build.runner.StageRun)."""
     return StageRun(summary or f"{stage} done -> x", 1.5, 321.0)
 
 
 def build(stage: str, recipe, root: Path, salt: str = "", printed: str = "") -> cache.StageCache:
-    """A stage that ran (stand-in outputs) and offered them to the cache, as vitq.tasks.run_stage does."""
+    """A stage that ran (stand-in outputs) and offered them to the cache, as vitq.build.actions.run_stage does."""
     fake_outputs(stage, recipe, root, salt)
     cached = stage_cache(stage, recipe, str(root))
     cached.store_outputs(ran(stage), printed)
@@ -120,8 +120,8 @@ def test_unset_means_no_cache_and_a_bad_mode_names_the_variable():
 def test_bad_settings_fail_the_stage_task_with_one_line(environ, named, recipe, tmp_path, monkeypatch):
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(tasks.stage_process, "run", _no_stage_process)
-    failed = tasks.run_stage("fp32", recipe.source, str(tmp_path / "out"))
+    monkeypatch.setattr(actions.stage_process, "run", _no_stage_process)
+    failed = actions.run_stage("fp32", recipe.source, str(tmp_path / "out"))
     assert failed.message.startswith(named) and "\n" not in failed.message, failed.message
 
 
@@ -211,8 +211,8 @@ def test_a_fresh_output_root_is_restored_from_the_cache_byte_for_byte(where, rec
 def test_a_cache_hit_spawns_no_stage_process_and_a_miss_uploads_after_the_stage_ran(memory, recipe, tmp_path,
                                                                                   monkeypatch):
     build("samples", recipe, tmp_path / "a")
-    monkeypatch.setattr(tasks.stage_process, "run", _no_stage_process)
-    assert tasks.run_stage("samples", recipe.source, str(tmp_path / "b")) is True
+    monkeypatch.setattr(actions.stage_process, "run", _no_stage_process)
+    assert actions.run_stage("samples", recipe.source, str(tmp_path / "b")) is True
     assert files_of(tmp_path / "b" / "quick") == files_of(tmp_path / "a" / "quick")
 
     def stage_process(*args, keep_stdout=False):  # what a stage process would do: write the outputs, hand back its run
@@ -220,10 +220,10 @@ def test_a_cache_hit_spawns_no_stage_process_and_a_miss_uploads_after_the_stage_
         fake_outputs("fp32", recipe, tmp_path / "b")
         return StageResult(0, run=ran("fp32"))
 
-    monkeypatch.setattr(tasks.stage_process, "run", stage_process)
-    assert tasks.run_stage("fp32", recipe.source, str(tmp_path / "b")) is True
-    monkeypatch.setattr(tasks.stage_process, "run", _no_stage_process)
-    assert tasks.run_stage("fp32", recipe.source, str(tmp_path / "c")) is True
+    monkeypatch.setattr(actions.stage_process, "run", stage_process)
+    assert actions.run_stage("fp32", recipe.source, str(tmp_path / "b")) is True
+    monkeypatch.setattr(actions.stage_process, "run", _no_stage_process)
+    assert actions.run_stage("fp32", recipe.source, str(tmp_path / "c")) is True
     assert files_of(tmp_path / "c" / "quick") == {"fp32.safetensors": sha256_file(tmp_path / "b" / "quick" / "fp32.safetensors")}
 
 
@@ -455,7 +455,7 @@ def test_doit_rebuilds_a_fresh_output_root_from_the_s3_cache_with_identical_byte
     assert files_of(tmp_path / "c" / "tiny") == files_of(tmp_path / "a" / "tiny")
 
 def _order(stage: str) -> int:
-    from vitq.pipeline import STAGES
+    from vitq.build.pipeline import STAGES
 
     return [s.name for s in STAGES].index(stage)
 

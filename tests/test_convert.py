@@ -1,4 +1,4 @@
-"""vitq.convert called directly on the tiny model's fp32 weights (the session's tiny build): dynamic quantization per
+"""vitq.model.convert called directly on the tiny model's fp32 weights (the session's tiny build): dynamic quantization per
 dtype, TorchScript by script or trace (and the one-line errors when either cannot be used), saved bytes, and the
 shape of what the ExecuTorch export reports about XNNPACK's delegation (read from the build's pte stage: one
 ExecuTorch export per session is enough)."""
@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitq import models
-from vitq.buildpaths import CHECKOUT
-from vitq.convert import export_torchscript, quantize_dynamic_int8, save_torchscript
 from vitq.errors import RecipeError, display_path
+from vitq.model import networks
+from vitq.model.convert import export_torchscript, quantize_dynamic_int8, save_torchscript
+from vitq.model.relative_paths import CHECKOUT
+from vitq.model.torch_setup import set_engine
 from vitq.recipe import DTYPES, load_recipe
-from vitq.torch_setup import set_engine
 
 INPUT = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
 ENGINE_FOR = {"qint8": "qnnpack", "float16": "x86"}  # float16 has no qnnpack kernel (a recipe error)
@@ -33,7 +33,7 @@ def tiny(tiny_build, tmp_path_factory):
     folder = tmp_path_factory.mktemp("convert") / "tiny"
     shutil.copytree(tiny_build.root.parent.parent, folder, ignore=shutil.ignore_patterns("artifacts"))
     recipe = load_recipe(folder / "tiny.yaml")
-    return recipe, models.load_fp32(recipe, tiny_build.file("fp32"))
+    return recipe, networks.load_fp32(recipe, tiny_build.file("fp32"))
 
 
 @pytest.fixture

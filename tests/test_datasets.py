@@ -1,4 +1,4 @@
-"""vitq.datasets: the digits split (stratified, the same for every call with the same seed, and the very split the
+"""vitq.model.datasets: the digits split (stratified, the same for every call with the same seed, and the very split the
 default recipe's sample set was built from) and scikit-image's bundled photographs, found without importing it."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitq.datasets import digits, photos
 from vitq.errors import VitqError
+from vitq.model.datasets import digits, photos
 
 from conftest import REPO
 
@@ -81,7 +81,7 @@ def test_the_photos_are_scikit_images_own_files_with_their_accepted_classes():
 
 
 def test_finding_the_photos_does_not_import_scikit_image():
-    code = ("import sys; from vitq.datasets.photos import photo_files; photo_files(); "
+    code = ("import sys; from vitq.model.datasets.photos import photo_files; photo_files(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('skimage', 'torch')))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+from vitq.build.runner import run_stage
 from vitq.cli import main
-from vitq.diff import differences, load_manifest
 from vitq.layout import ArtifactPaths
 from vitq.recipe import load_recipe
-from vitq.release import make_release
-from vitq.runner import run_stage
+from vitq.ship.diff import differences, load_manifest
+from vitq.ship.release import make_release
 
 
 def rebuilt_with(tiny_build, tmp_path, extra, stages):

@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch.jit.mobile import _load_for_lite_interpreter
 
-from vitq import manifest as mf
+from vitq.build.pipeline import STAGES
+from vitq.check import manifest as mf
 from vitq.fileio import sha256_file
-from vitq.pipeline import STAGES
-from vitq.preprocess import load_batch
+from vitq.model.preprocess import load_batch
+from vitq.model.samples import read_labels
 from vitq.recipe import load_recipe
-from vitq.samples import read_labels
 from vitq.variants import VARIANTS
 
 from conftest import DIGITS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vitq.evaluate import evaluate
+from vitq.check.evaluate import evaluate
 from vitq.numerics import error_step
 from vitq.recipe import load_recipe
 from vitq.variants import REFERENCE, variants_for

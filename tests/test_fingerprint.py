@@ -6,21 +6,21 @@ import shutil
 
 import pytest
 
-from vitq import fingerprint
-from vitq.fingerprint import RECORDED_TOOLS, code_closure, field_values, stage_fingerprint
-from vitq.manifest import versions
-from vitq.pipeline import STAGES, stage_named, stages_for
+from vitq.build import fingerprint
+from vitq.build.fingerprint import code_closure, field_values, stage_fingerprint
+from vitq.build.pipeline import STAGES, stage_named, stages_for
+from vitq.check.versions import RECORDED_TOOLS, recorded_versions
 from vitq.recipe import load_recipe
 
 from helpers_models import tiny_recipe
 
 
 def test_a_stage_runs_its_module_and_what_it_imports_not_unrelated_code():
-    assert "vitq.training" in code_closure("vitq.stages.fp32")
+    assert "vitq.model.training" in code_closure("vitq.stages.fp32")
     optimized = code_closure("vitq.stages.optimized")
-    assert "vitq.stages.optimized" in optimized and "vitq.torch_setup" in optimized
-    assert "vitq.training" not in optimized and "vitq.stages.fp32" not in optimized
-    assert "vitq.evaluate" in code_closure("vitq.stages.eval")  # imported inside vitq.stages.eval
+    assert "vitq.stages.optimized" in optimized and "vitq.model.torch_setup" in optimized
+    assert "vitq.model.training" not in optimized and "vitq.stages.fp32" not in optimized
+    assert "vitq.check.evaluate" in code_closure("vitq.stages.eval")  # imported inside vitq.stages.eval
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_editing_a_stage_module_changes_only_that_stages_code_digest(package_cop
 
 def test_editing_shared_code_changes_every_stage_that_imports_it_and_not_training(package_copy):
     def edit():
-        with open(package_copy / "convert.py", "a") as fh:
+        with open(package_copy / "model" / "convert.py", "a") as fh:
             fh.write("# an edit\n")
 
     changed = changed_by(edit)
@@ -99,6 +99,6 @@ def test_fingerprints_include_the_versions_of_the_tools_a_stage_uses(tmp_path):
 
 
 def test_the_manifest_records_every_tool_that_shapes_bytes():
-    recorded = versions()
+    recorded = recorded_versions()
     assert {"scikit-learn", "scikit-image", "torch", "onnxruntime", "vitq", "python"} <= set(recorded)
     assert set(RECORDED_TOOLS) <= set(recorded) and "missing" not in recorded.values()

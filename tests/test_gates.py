@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
+from vitq.check.gates import failures, run_checks
 from vitq.errors import GateError
-from vitq.gates import failures, run_checks
 from vitq.variants import variants_for
 
 from helpers_models import tiny_recipe
@@ -47,9 +47,9 @@ def test_random_weights_make_accuracy_checks_not_applicable_but_keep_numerical_o
 
 
 def test_the_manifest_stage_writes_a_failed_manifest_and_report_then_fails_in_one_line(tiny_build, tmp_path):
+    from vitq.build.runner import run_stage
     from vitq.layout import ArtifactPaths
     from vitq.recipe import load_recipe
-    from vitq.runner import run_stage
 
     folder = tmp_path / "copy"
     shutil.copytree(tiny_build.root.parent.parent, folder)

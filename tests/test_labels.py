@@ -1,4 +1,4 @@
-"""vitq.labels: the class names a report and ``vitq predict`` show, by where the model comes from, and reading them
+"""vitq.model.labels: the class names a report and ``vitq predict`` show, by where the model comes from, and reading them
 back from a built fp32 file."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import torch
 from safetensors.torch import load_file, save_file
 
-from vitq.labels import METADATA_KEY, class_names_for, read_class_names
-from vitq.models import LogitsOnly
+from vitq.model.labels import METADATA_KEY, class_names_for, read_class_names
+from vitq.model.logits import LogitsOnly
 from vitq.recipe import load_recipe
 
 from conftest import write_recipe

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from vitq import manifest as mf
+from vitq.check import manifest as mf
 from vitq.errors import InputError
 from vitq.fileio import sha256_file
 from vitq.variants import VARIANTS, parent_of
@@ -59,9 +59,9 @@ def test_recipe_from_manifest_rebuilds_the_resolved_recipe(tiny_build):
 def test_two_manifests_of_the_same_build_are_the_same_bytes(tiny_build, tmp_path):
     import shutil
 
+    from vitq.build.runner import run_stage
     from vitq.layout import ArtifactPaths
     from vitq.recipe import load_recipe
-    from vitq.runner import run_stage
 
     folder = tmp_path / "copy"
     shutil.copytree(tiny_build.root.parent.parent, folder)

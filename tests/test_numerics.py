@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from vitq.fingerprint import stage_fingerprint
+from vitq.build.fingerprint import stage_fingerprint
+from vitq.build.pipeline import STAGES, stage_named
+from vitq.build.runner import HASH_SEED, stage_environ
 from vitq.numerics import PINNED_ENV, error_step, is_pinned, pinned_environ, recorded_error
-from vitq.pipeline import STAGES, stage_named
 from vitq.recipe import load_recipe
-from vitq.runner import HASH_SEED, stage_environ
 
 from conftest import DIGITS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vitq.errors import InputError
-from vitq.predict import predict
+from vitq.ship.predict import predict
 from vitq.variants import VARIANTS
 
 

@@ -1,4 +1,4 @@
-"""vitq.preprocess on real images: any mode and size becomes [3, crop, crop] normalized as the recipe says, the two
+"""vitq.model.preprocess on real images: any mode and size becomes [3, crop, crop] normalized as the recipe says, the two
 resize modes crop differently, and a missing or broken image file is one line naming it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from vitq.errors import InputError, display_path
-from vitq.preprocess import build_transform, load_batch, open_image
+from vitq.model.preprocess import build_transform, load_batch, open_image
 from vitq.recipe import Preprocess
 
 from helpers_models import make_images

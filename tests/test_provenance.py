@@ -11,10 +11,10 @@ import tarfile
 
 import pytest
 
-from vitq import provenance
 from vitq.fileio import json_text, sha256_file
-from vitq.release import make_release
-from vitq.verify import SUMS, verify, verify_target
+from vitq.ship import provenance
+from vitq.ship.release import make_release
+from vitq.ship.verify import SUMS, verify, verify_target
 
 
 @pytest.fixture

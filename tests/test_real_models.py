@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vitq.datasets.photos import photo_files
-from vitq.predict import predict
-from vitq.preprocess import build_transform
+from vitq.model.datasets.photos import photo_files
+from vitq.model.preprocess import build_transform
+from vitq.model.runtimes import load_lite, load_pte
 from vitq.recipe import load_recipe
-from vitq.runtimes import load_lite, load_pte
+from vitq.ship.predict import predict
 from vitq.variants import variants_for
 
 from conftest import REPO, run_doit, write_recipe

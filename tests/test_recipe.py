@@ -12,8 +12,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from vitq.build.discovery import discover
 from vitq.errors import RecipeError, display_path, one_line
-from vitq.recipe import discover, load_recipe
+from vitq.recipe import load_recipe
 
 from conftest import DIGITS, REPO, write_recipe
 from helpers_models import TINY_TIMM
@@ -80,21 +81,6 @@ def test_parent_paths_stay_relative_to_the_parent(tmp_path):
     write_recipe(tmp_path / "base", "base", MINIMAL)
     child = load_recipe(write_recipe(tmp_path / "other", "child", "extends: ../base/base.yaml\n"))
     assert Path(child.samples.dir) == tmp_path / "base" / "images"
-
-
-def test_recipes_come_from_vitq_recipes_folders(tmp_path, monkeypatch):
-    write_recipe(tmp_path, "mine", MINIMAL)
-    write_recipe(tmp_path, "_partial", "quantize: {engine: x86}\n")
-    monkeypatch.setenv("VITQ_RECIPES", str(tmp_path))
-    found = discover()
-    assert found["mine"] == tmp_path / "mine.yaml" and "digits" in found and "_partial" not in found
-
-
-def test_a_recipe_name_used_twice_is_an_error(tmp_path, monkeypatch):
-    write_recipe(tmp_path, "digits", MINIMAL)
-    monkeypatch.setenv("VITQ_RECIPES", str(tmp_path))
-    with pytest.raises(RecipeError, match="digits.yaml: recipe name 'digits' is also used by"):
-        discover()
 
 
 BAD = [
@@ -213,7 +199,7 @@ def test_a_name_that_is_not_a_plain_word_is_refused(tmp_path):
 
 
 def test_recipe_module_does_not_import_torch():
-    code = "import sys, dodo, vitq.recipe, vitq.tasks; sys.exit('torch' in sys.modules)"
+    code = "import sys, dodo, vitq.recipe, vitq.build.tasks; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 

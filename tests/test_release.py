@@ -9,8 +9,8 @@ import pytest
 
 from vitq.errors import VitqError
 from vitq.fileio import sha256_file
-from vitq.release import make_release
-from vitq.verify import verify
+from vitq.ship.release import make_release
+from vitq.ship.verify import verify
 
 
 def test_release_is_deterministic_complete_and_verifiable(tiny_build, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vitq.report import human_size, markdown, table
+from vitq.check.report import human_size, markdown, table
 from vitq.variants import VARIANTS
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vitq import runtimes
 from vitq.errors import InputError
+from vitq.model import runtimes
 from vitq.recipe import load_recipe
 from vitq.variants import VARIANTS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vitq.errors import InputError
-from vitq.samples import read_labels, read_samples, source_files, write_labels_csv
+from vitq.model.samples import read_labels, read_samples, source_files, write_labels_csv
 
 from helpers_models import make_images, tiny_recipe
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from vitq import stage_process
+from vitq.build import stage_process
+from vitq.build.pipeline import stages_for
 from vitq.fileio import sha256_file
-from vitq.pipeline import stages_for
 from vitq.recipe import load_recipe
 
 from helpers_models import tiny_recipe

@@ -1,4 +1,4 @@
-"""Each stage as a plain function on a tiny real timm ViT, run as vitq.runner runs it: no doit involved."""
+"""Each stage as a plain function on a tiny real timm ViT, run as vitq.build.runner runs it: no doit involved."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vitq import models
-from vitq.convert import quantize_dynamic_int8
 from vitq.errors import RecipeError
+from vitq.model import networks
+from vitq.model.convert import quantize_dynamic_int8
+from vitq.model.runtimes import load_lite, load_torchscript
 from vitq.recipe import load_recipe
-from vitq.runtimes import load_lite, load_torchscript
 
 from conftest import write_recipe
 from helpers_models import TINY_TIMM, build, make_images, tiny_recipe
@@ -23,7 +23,7 @@ def test_fp32_stage_writes_the_seeded_weights_as_safetensors(tmp_path):
     recipe = tiny_recipe(tmp_path)
     paths = build(recipe, tmp_path / "out", ["fp32"])
     torch.manual_seed(7)
-    expected = models.create_model(recipe).state_dict()
+    expected = networks.create_model(recipe).state_dict()
     saved = load_file(str(paths.file("fp32")))
     assert saved.keys() == expected.keys()
     assert all(torch.equal(saved[k], expected[k]) for k in saved)
@@ -32,7 +32,7 @@ def test_fp32_stage_writes_the_seeded_weights_as_safetensors(tmp_path):
 def test_chain_produces_int8_torchscript_an_optimized_file_and_a_loadable_lite_file(tmp_path):
     recipe = tiny_recipe(tmp_path)
     paths = build(recipe, tmp_path / "out", CHAIN)
-    reference = models.load_fp32(recipe, paths.file("fp32"))
+    reference = networks.load_fp32(recipe, paths.file("fp32"))
     scripted = load_torchscript(paths.file("int8"))
     assert "quantized::linear_dynamic" in str(scripted.inlined_graph)
     mobile = load_lite(paths.file("lite"))
@@ -54,13 +54,13 @@ def test_without_optimize_the_lite_file_is_made_from_int8_and_trace_matches_eage
     recipe = tiny_recipe(tmp_path, extra="export: {method: trace}\nmobile: {optimize: false}\n")
     paths = build(recipe, tmp_path / "out", CHAIN)
     assert not (paths.root / "int8.optimized.pt").exists()
-    eager = quantize_dynamic_int8(recipe, models.load_fp32(recipe, paths.file("fp32")))
+    eager = quantize_dynamic_int8(recipe, networks.load_fp32(recipe, paths.file("fp32")))
     with torch.no_grad():
         assert torch.allclose(load_lite(paths.file("lite"))(INPUT), eager(INPUT), atol=1e-5)
 
 
 def test_mobile_blocklist_is_passed_to_optimize_for_mobile(tmp_path):
-    from vitq.runner import run_stage
+    from vitq.build.runner import run_stage
 
     recipe = tiny_recipe(tmp_path, extra="mobile: {blocklist: [REMOVE_DROPOUT, FUSE_ADD_RELU]}\n")
     paths = build(recipe, tmp_path / "out", ["fp32", "int8"])
@@ -72,7 +72,7 @@ def test_mobile_blocklist_is_passed_to_optimize_for_mobile(tmp_path):
 def test_file_weights_round_trip(tmp_path, suffix):
     source = tiny_recipe(tmp_path / "a")
     torch.manual_seed(123)
-    state = models.create_model(source).state_dict()
+    state = networks.create_model(source).state_dict()
     weights = tmp_path / f"w{suffix}"
     if suffix == ".safetensors":
         save_file(state, str(weights))
@@ -179,13 +179,13 @@ def test_the_pte_stage_writes_a_program_executorch_runs_and_records_what_xnnpack
 
     import numpy as np
 
-    from vitq.runtimes import load_pte
+    from vitq.model.runtimes import load_pte
 
     recipe = load_recipe(tiny_build.root.parent.parent / "tiny.yaml")
     delegation = json.loads(tiny_build.delegation.read_text())
     assert delegation["backend"] == "XnnpackBackend" and delegation["delegated_nodes"] > delegation["portable_nodes"] > 0
     assert "aten_native_layer_norm_default" in delegation["portable_operators"]  # layer_norm stays on portable kernels
-    reference = models.load_fp32(recipe, tiny_build.file("fp32"))
+    reference = networks.load_fp32(recipe, tiny_build.file("fp32"))
     with torch.no_grad():
         want = reference(INPUT).numpy()
     got = load_pte(tiny_build.file("pte"))(INPUT)
@@ -196,12 +196,12 @@ def test_the_pte_stage_writes_a_program_executorch_runs_and_records_what_xnnpack
 def test_a_float_pte_matches_fp32_closely(tmp_path):
     import numpy as np
 
-    from vitq.runtimes import load_pte
+    from vitq.model.runtimes import load_pte
 
     recipe = tiny_recipe(tmp_path, extra="executorch: {quantize: none}\n")
     paths = build(recipe, tmp_path / "out", ["fp32", "samples", "pte"])
     with torch.no_grad():
-        want = models.load_fp32(recipe, paths.file("fp32"))(INPUT).numpy()
+        want = networks.load_fp32(recipe, paths.file("fp32"))(INPUT).numpy()
     assert np.abs(load_pte(paths.file("pte"))(INPUT) - want).max() < 1e-4
 
 

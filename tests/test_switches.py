@@ -23,13 +23,14 @@ from allpairspy import AllPairs
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
+from vitq.build.pipeline import stages_for
+from vitq.build.runner import run_stage
 from vitq.errors import RecipeError, VitqError
 from vitq.layout import ArtifactPaths
-from vitq.pipeline import stages_for
 from vitq.recipe import MOBILE_PASSES, ExecuTorch, Export, Mobile, Quantize, Recipe, Samples, Weights, load_recipe
-from vitq.runner import run_stage
 
 from conftest import write_recipe
+from helpers_models import recording_field_reads, undeclared_reads
 
 BLOCKED = "mobile.blocklist:"  # one on/off factor per optimize_for_mobile pass
 
@@ -132,7 +133,8 @@ def field_value(recipe: Recipe, dotted: str) -> Any:
 def rebuild(base_recipe: Recipe, base_paths: ArtifactPaths, recipe: Recipe, folder: Path) -> list[str]:
     """Build ``recipe`` from a copy of the base build, running the stages doit would run: those whose fields
     or input set changed, new ones, and those reading a file that came out different. Evaluation (every variant
-    loaded and run on the samples) and the manifest (the gates) always run. Returns the stages run."""
+    loaded and run on the samples) and the manifest (the gates) always run. Each stage that runs reads only the
+    recipe fields it declares (so a rebuild by doit is never stale). Returns the stages run."""
     root = folder / "artifacts"
     shutil.copytree(base_paths.root, root / recipe.name)
     paths = ArtifactPaths.for_recipe(root, recipe.name)
@@ -150,7 +152,9 @@ def rebuild(base_recipe: Recipe, base_paths: ArtifactPaths, recipe: Recipe, fold
         if not stale:
             continue
         previous = {path: path.read_bytes() if path.is_file() else None for path in outputs.values()}
-        run_stage(stage.name, recipe, paths)
+        with recording_field_reads(recipe) as reads:
+            run_stage(stage.name, recipe, paths)
+        assert undeclared_reads(reads) == {}, f"{stage.name} reads fields it does not declare"
         ran.append(stage.name)
         changed |= {path for path, data in previous.items() if not path.is_file() or path.read_bytes() != data}
     return ran

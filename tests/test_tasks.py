@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from vitq.build.pipeline import stage_named
+from vitq.build.stage_process import user_error
+from vitq.build.tasks import recipe_tasks
 from vitq.layout import ArtifactPaths
-from vitq.pipeline import stage_named
-from vitq.tasks import recipe_tasks, user_error
 
 from conftest import REPO, copy_checkout, quick_digits, run_doit, tasks_ran, tasks_skipped, write_recipe
 from helpers_models import tiny_recipe
@@ -53,7 +54,7 @@ def test_a_stage_error_of_several_problems_keeps_them_all():
 
 
 def test_loading_dodo_imports_neither_torch_nor_the_benchmark():
-    code = "import sys, dodo, vitq.tasks; sys.exit(bool({'torch', 'vitq.bench'} & set(sys.modules)))"
+    code = "import sys, dodo, vitq.build.tasks; sys.exit(bool({'torch', 'vitq.bench'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
@@ -83,7 +84,7 @@ def test_edits_of_the_recipe_of_vitq_code_and_of_files_rebuild_only_what_depends
     # optimize_for_mobile wrote the same bytes, so nothing after it had to run again (doit hashes its inputs)
     assert tasks_ran(build()) - {"build:quick"} == {"optimized:quick"}
 
-    with open(repo / "vitq" / "samples.py", "a") as fh:  # read by samples, lite, eval and the manifest
+    with open(repo / "vitq" / "model" / "samples.py", "a") as fh:  # read by samples, lite, eval and the manifest
         fh.write("# edited\n")
     ran = tasks_ran(build())
     assert {"samples:quick", "lite:quick", "eval:quick", "manifest:quick"} <= ran

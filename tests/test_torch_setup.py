@@ -1,4 +1,4 @@
-"""vitq.torch_setup: every process that builds or runs a model sets torch up from the recipe (threads, deterministic
+"""vitq.model.torch_setup: every process that builds or runs a model sets torch up from the recipe (threads, deterministic
 algorithms, quantized engine), silences the deprecation notices torch repeats on every call but no other warning,
 and an engine this torch lacks is one line naming the field."""
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from vitq.errors import RecipeError, display_path
+from vitq.model.torch_setup import configure_torch, set_engine
 from vitq.recipe import load_recipe
-from vitq.torch_setup import configure_torch, set_engine
 
 from conftest import write_recipe
 from helpers_models import TINY_TIMM

@@ -1,4 +1,4 @@
-"""vitq.training called directly: a one-epoch digits training of a very small ViT is the same weights every time
+"""vitq.model.training called directly: a one-epoch digits training of a very small ViT is the same weights every time
 (and another seed gives others), a model whose head does not fit the data set is one line naming the field, and
 the tensors it trains on are exactly what the sample PNGs give through the recipe's preprocessing."""
 
@@ -7,16 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vitq import models
-from vitq.datasets import digits
+from vitq.build.runner import run_stage
 from vitq.errors import RecipeError, display_path
 from vitq.layout import ArtifactPaths
-from vitq.preprocess import load_batch
+from vitq.model import networks
+from vitq.model.datasets import digits
+from vitq.model.preprocess import load_batch
+from vitq.model.samples import read_labels
+from vitq.model.torch_setup import configure_torch
+from vitq.model.training import _to_tensor, train
 from vitq.recipe import load_recipe
-from vitq.runner import run_stage
-from vitq.samples import read_labels
-from vitq.torch_setup import configure_torch
-from vitq.training import _to_tensor, train
 
 from conftest import write_recipe
 
@@ -41,7 +41,7 @@ def trained(recipe):
     """What the fp32 stage does (seed, create, train), always from the same initial weights: the model, its
     weights and the held-out accuracy."""
     torch.manual_seed(0)
-    model, accuracy = train(recipe, models.create_model(recipe))
+    model, accuracy = train(recipe, networks.create_model(recipe))
     return model, {k: v.clone() for k, v in model.state_dict().items()}, accuracy
 
 
@@ -56,7 +56,7 @@ def runs(tmp_path_factory):
     try:
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            initial = models.create_model(recipe).state_dict()
+            initial = networks.create_model(recipe).state_dict()
             results = initial, trained(recipe), trained(recipe), trained(digits_recipe(folder, "seed1", seed=1))
     finally:
         torch.set_num_threads(threads)
@@ -88,7 +88,7 @@ def test_another_training_seed_gives_other_weights_from_the_same_start(runs):
 def test_a_head_of_another_size_is_one_line_naming_num_classes_before_any_training(tmp_path):
     recipe = digits_recipe(tmp_path, classes=5)
     torch.manual_seed(0)
-    model = models.create_model(recipe)
+    model = networks.create_model(recipe)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(RecipeError) as info:
         train(recipe, model)
@@ -104,7 +104,7 @@ def test_a_transformers_head_of_another_size_names_num_labels(tmp_path):
     config = ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                        intermediate_size=32, num_labels=3)
     with pytest.raises(RecipeError) as info:
-        train(recipe, models.LogitsOnly(ViTForImageClassification(config)))
+        train(recipe, networks.LogitsOnly(ViTForImageClassification(config)))
     assert info.value.field == "model.kwargs.num_labels" and str(info.value).endswith("set num_labels: 10")
     assert "\n" not in str(info.value)
 

@@ -28,13 +28,13 @@ def test_ids_and_files_are_unique_and_parents_come_first():
 
 
 def test_every_runtime_has_a_loader():
-    from vitq.runtimes import LOADERS
+    from vitq.model.runtimes import LOADERS
 
     assert {v.runtime for v in VARIANTS} <= set(LOADERS)
 
 
 def test_every_shipped_variant_is_written_by_the_stage_of_the_same_name():
-    from vitq.pipeline import stage_named
+    from vitq.build.pipeline import stage_named
 
     for v in VARIANTS:
         if v.file:
@@ -81,6 +81,6 @@ def test_stage_modules_are_imported_only_by_the_runner():
     proc = subprocess.run(["grep", "-rln", "vitq.stages", "vitq", "--include=*.py"], cwd=REPO,
                           capture_output=True, text=True)
     importers = {Path(p).as_posix() for p in proc.stdout.split()} - {"vitq/stages/__init__.py"}
-    assert importers <= {"vitq/runner.py", "vitq/pipeline.py"}, importers  # pipeline names them, runner imports
-    code = "import sys, vitq.runner; sys.exit(any(m.startswith('vitq.stages.') for m in sys.modules))"
+    assert importers <= {"vitq/build/runner.py", "vitq/build/pipeline.py"}, importers  # pipeline names them, runner imports
+    code = "import sys, vitq.build.runner; sys.exit(any(m.startswith('vitq.stages.') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

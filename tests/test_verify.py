@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from vitq.errors import InputError
-from vitq.verify import verify
+from vitq.ship.verify import verify
 
 
 @pytest.fixture
@@ -82,8 +82,8 @@ def test_a_release_tarball_verifies_as_downloaded_and_a_changed_one_does_not(tin
     import io
     import tarfile
 
-    from vitq.release import make_release
-    from vitq.verify import verify_target
+    from vitq.ship.release import make_release
+    from vitq.ship.verify import verify_target
 
     release = make_release(tiny_build.root, tmp_path / "rel")
     assert verify_target(release) == [] and verify_target(tiny_build.root, rerun=False) == []
@@ -105,7 +105,7 @@ def test_a_tarball_with_members_that_escape_or_links_is_refused_and_nothing_is_w
     import io
     import tarfile
 
-    from vitq.verify import verify_target
+    from vitq.ship.verify import verify_target
 
     bad = tmp_path / "bad.tar.gz"
     with tarfile.open(bad, "w:gz") as tar:

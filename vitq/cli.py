@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from vitq.verify import verify_target
+    from vitq.ship.verify import verify_target
 
     problems = verify_target(args.manifest, rerun=not args.no_rerun)
     if args.json:
@@ -71,7 +71,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _release(args: argparse.Namespace) -> int:
     from vitq.fileio import sha256_file
     from vitq.layout import ArtifactPaths
-    from vitq.release import make_release
+    from vitq.ship.release import make_release
 
     out = args.out or ArtifactPaths(args.build_dir.absolute()).release_dir
     target = make_release(args.build_dir, out)
@@ -84,7 +84,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from vitq.predict import predict
+    from vitq.ship.predict import predict
 
     for image, best in predict(args.artifact, args.images, top=args.top):
         print(f"{image}:")
@@ -94,9 +94,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from vitq.costs import format_costs
+    from vitq.build.costs import format_costs
+    from vitq.build.discovery import artifacts_root
     from vitq.layout import ArtifactPaths
-    from vitq.recipe import artifacts_root
 
     folder = Path(args.build)
     paths = ArtifactPaths(folder if folder.is_dir() else ArtifactPaths.for_recipe(artifacts_root(), args.build).root)
@@ -108,7 +108,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from vitq.diff import differences, load_manifest
+    from vitq.ship.diff import differences, load_manifest
 
     lines = differences(load_manifest(args.a), load_manifest(args.b), args.b.absolute())
     for line in lines:
@@ -119,10 +119,11 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _cache_status(args: argparse.Namespace) -> int:
-    from vitq.cache import URL_VAR, Store, settings, status
+    from vitq.build.cache import URL_VAR, Store, settings, status
+    from vitq.build.discovery import artifacts_root, discover
     from vitq.errors import VitqError
     from vitq.layout import ArtifactPaths
-    from vitq.recipe import artifacts_root, discover, load_recipe
+    from vitq.recipe import load_recipe
 
     config = settings()
     if config is None:

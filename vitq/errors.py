@@ -6,7 +6,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 USER_ERROR = 2  # a VitqError: bad input, shown as its one line
 INTERRUPTED_EXIT = 130  # the shell's code for a Ctrl-C
 
@@ -56,17 +58,25 @@ class GateError(VitqError):
     """A verification gate failed: the build must not be released."""
 
 
+def guarded(body: Callable[[], T]) -> tuple[int, T | None, str | None]:
+    """The error boundary, as data: (0, body's value, None), or a VitqError's or a Ctrl-C's exit code and one
+    line. Anything else is a vitq bug and propagates with its traceback."""
+    try:
+        return 0, body(), None
+    except VitqError as exc:
+        return USER_ERROR, None, str(exc)
+    except KeyboardInterrupt:
+        return INTERRUPTED_EXIT, None, "interrupted"
+
+
 def run_command(body: Callable[[], int], prefix: str = "") -> int:
     """The error boundary of every vitq entry point: a VitqError or a Ctrl-C is one line on stderr and an
-    exit code, never a traceback. Anything else is a vitq bug and keeps its traceback."""
-    try:
-        return body()
-    except VitqError as exc:
-        print(f"{prefix}{exc}", file=sys.stderr)
-        return USER_ERROR
-    except KeyboardInterrupt:
-        print(f"{prefix}interrupted", file=sys.stderr)
-        return INTERRUPTED_EXIT
+    exit code, never a traceback."""
+    code, value, error = guarded(body)
+    if error is not None:
+        print(f"{prefix}{error}", file=sys.stderr)
+        return code
+    return value
 
 
 def first_line(exc: BaseException) -> str:

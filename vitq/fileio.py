@@ -57,6 +57,11 @@ def json_text(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+def canonical(data: Any) -> str:
+    """A canonical JSON string for hashing (fingerprints, cache keys): equal data, equal string."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
 def write_json(final: Path, data: Any) -> None:
     write_text(final, json_text(data))
 

@@ -19,8 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from vitq.errors import RecipeError
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-RECIPE_SUFFIX = ".yaml"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Names of torch.utils.mobile_optimizer.MobileOptimizerType members (kept here to avoid a torch import).
 MOBILE_PASSES = (
@@ -239,40 +237,6 @@ class Recipe(_Section):
 
 def _plain(value: Any) -> Any:
     return value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else value
-
-
-# ---------------------------------------------------------------- locating recipes
-
-
-def recipe_dirs() -> list[Path]:
-    """The project's recipes/ folder, then each folder in VITQ_RECIPES (os.pathsep-separated)."""
-    dirs = [PACKAGE_ROOT / "recipes"]
-    extra = os.environ.get("VITQ_RECIPES", "")
-    dirs += [Path(p) for p in extra.split(os.pathsep) if p]
-    return dirs
-
-
-def artifacts_root() -> Path:
-    """Where builds go: VITQ_ARTIFACTS, or artifacts/ in the working directory."""
-    return Path(os.environ.get("VITQ_ARTIFACTS") or "artifacts").absolute()
-
-
-def discover() -> dict[str, Path]:
-    """Every recipe file by name. Files starting with '_' are partial bases meant for ``extends``."""
-    found: dict[str, Path] = {}
-    for folder in recipe_dirs():
-        if not folder.is_dir():
-            if folder != PACKAGE_ROOT / "recipes":
-                raise RecipeError(folder, None, "VITQ_RECIPES names a folder that does not exist")
-            continue
-        for path in sorted(folder.glob(f"*{RECIPE_SUFFIX}")):
-            if path.name.startswith("_"):
-                continue
-            name = path.stem
-            if name in found and found[name].resolve() != path.resolve():
-                raise RecipeError(path, None, f"recipe name '{name}' is also used by {found[name]}")
-            found[name] = path
-    return found
 
 
 # ---------------------------------------------------------------- loading

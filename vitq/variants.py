@@ -2,7 +2,7 @@
 release, verify, predict) derives what it does from these rows. Torch-free, cheap to import.
 
 Adding a variant is one row here, the stage that writes its file (a module ``<id>.py`` in the stages package
-plus its entry in ``vitq.pipeline``), and, for a new kind of file, a loader in ``vitq.runtimes``.
+plus its entry in ``vitq.build.pipeline``), and, for a new kind of file, a loader in ``vitq.model.runtimes``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Variant:
     file: str | None  # artifact file name in the build folder; None: built in memory from fp32 at run time
     format: str  # manifest format of the file
     parents: tuple[str, ...]  # made from the first of these the recipe builds
-    runtime: Runtime  # which loader in vitq.runtimes runs it
+    runtime: Runtime  # which loader in vitq.model.runtimes runs it
     engine: Literal["recipe"] | None  # "recipe": run with the recipe's quantize.engine (a torch quantized model)
     quantized: bool  # int8 (or float16) weights: judged by the accuracy gates
     shipped: bool  # listed in the manifest and packed into a release

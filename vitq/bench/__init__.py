@@ -6,7 +6,7 @@
 Writes ``bench.json`` (machine-readable), ``bench.md`` (table + which artifact is for which target) and
 ``bench.png`` (latency and size per variant) into ``artifacts/<recipe>/``. ``doit bench:<recipe>`` runs it.
 
-The variants are the rows of ``vitq.variants`` this recipe builds, loaded with ``vitq.runtimes``; the
+The variants are the rows of ``vitq.variants`` this recipe builds, loaded with ``vitq.model.runtimes``; the
 in-memory int8 eager variant is measured once per quantized engine of this torch build.
 
     measure.py    inputs, peak-memory probe, host info, one variant's numbers, run_bench() -> report dict
@@ -14,6 +14,6 @@ in-memory int8 eager variant is measured once per quantized engine of this torch
     chart.py      chart(report, out): latency and size panels (PNG)
     __main__.py   the command line: arguments, atomic writes, the one summary line
 
-Nothing here is imported by doit (``vitq.tasks`` runs ``python -m vitq.bench`` in a child process), and this
+Nothing here is imported by doit (``vitq.build.actions`` runs ``python -m vitq.bench`` in a child process), and this
 file imports nothing: torch is loaded only when measuring.
 """

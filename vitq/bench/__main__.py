@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 def bench(args: argparse.Namespace) -> int:
     from vitq.bench.measure import check_built, run_bench
     from vitq.layout import ArtifactPaths
+    from vitq.model.torch_setup import configure_torch
     from vitq.recipe import load_recipe
-    from vitq.torch_setup import configure_torch
 
     try:
         batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())

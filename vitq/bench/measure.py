@@ -3,7 +3,7 @@
 Method, per measurement (one after another, each variant loaded fresh and released before the next):
   1. release memory (``gc.collect`` + glibc ``malloc_trim``), read the process RSS, reset the kernel's
      peak-RSS mark (``/proc/self/clear_refs``), set the quantized engine;
-  2. load the variant (``vitq.runtimes.load``), then run the warm-up (at least one run per batch size, untimed);
+  2. load the variant (``vitq.model.runtimes.load``), then run the warm-up (at least one run per batch size, untimed);
   3. peak extra memory = kernel peak RSS (``VmHWM``) minus the RSS of step 1;
   4. ``repeats`` timed runs per batch size (``time.perf_counter`` around one forward call) ->
      p50, p90, mean, min in ms per batch, plus process CPU time and involuntary context switches per run.
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vitq.build.pipeline import model_files
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths
-from vitq.pipeline import model_files
 from vitq.recipe import ENGINES, Recipe
 from vitq.variants import CROSS_CHECK, MOBILE, REFERENCE, Variant, loaded_from, variants_for
 
@@ -82,8 +82,8 @@ class Inputs:
 
 def load_inputs(recipe: Recipe, paths: ArtifactPaths, batch_sizes: tuple[int, ...]) -> Inputs:
     """Real sample images, preprocessed by the recipe; repeated to fill the largest batch."""
-    from vitq.preprocess import load_batch
-    from vitq.samples import read_samples
+    from vitq.model.preprocess import load_batch
+    from vitq.model.samples import read_samples
 
     samples = read_samples(paths.samples_labels)
     largest = max(batch_sizes)
@@ -206,8 +206,8 @@ def _new_record(m: Measurement, files: dict[str, Path]) -> dict[str, Any]:
 def measure(m: Measurement, recipe: Recipe, files: dict[str, Path], threads: int, inputs: Inputs,
             warm: int, repeats: int, bar: Any) -> tuple[dict[str, Any], str]:
     """Load one variant fresh, warm it up, time it; a failure is recorded, never raised."""
-    from vitq import runtimes
-    from vitq.torch_setup import set_engine
+    from vitq.model import runtimes
+    from vitq.model.torch_setup import set_engine
 
     record = _new_record(m, files)
     engine = m.engine or recipe.quantize.engine
@@ -334,7 +334,7 @@ def fastest(results: list[dict[str, Any]], batch_sizes: tuple[int, ...]) -> dict
 def assemble(recipe: Recipe, results: list[dict[str, Any]], inputs: Inputs, batch_sizes: tuple[int, ...],
              threads: int, repeats: int, warmup: int, memory_method: str, host: dict[str, Any]) -> dict[str, Any]:
     """The report: what was measured, on what, how; ``variants`` holds one record per measurement."""
-    from vitq.manifest import versions
+    from vitq.check.versions import recorded_versions
 
     add_ratios(results)
     crop = recipe.preprocess.crop
@@ -346,7 +346,7 @@ def assemble(recipe: Recipe, results: list[dict[str, Any]], inputs: Inputs, batc
         "host": host,
         "threads": threads,
         "thread_settings": "torch.set_num_threads(threads); onnxruntime intra_op_num_threads=threads, inter_op=1, sequential",
-        "versions": versions(),
+        "versions": recorded_versions(),
         "repeats": repeats,
         "warmup": warmup,
         "batch_sizes": list(batch_sizes),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitq.bench.measure import CROSS_CHECK, RATIO_TO
-from vitq.report import human_size
+from vitq.check.report import human_size
 from vitq.variants import REFERENCE
 
 VS_FP32, VS_CROSS_CHECK = RATIO_TO[REFERENCE], RATIO_TO[CROSS_CHECK]

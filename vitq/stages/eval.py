@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitq.evaluate import evaluate
+from vitq.check.evaluate import evaluate
 from vitq.fileio import write_json
 from vitq.layout import SAMPLES
 from vitq.recipe import Recipe

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from vitq import models
 from vitq.fileio import atomic_path
-from vitq.labels import METADATA_KEY, class_names_for
+from vitq.model import networks
+from vitq.model.labels import METADATA_KEY, class_names_for
 from vitq.recipe import Recipe
 
 
@@ -18,14 +18,14 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     kind = recipe.weights.kind
     note = ""
     if kind == "hub":
-        model = models.pretrained_model(recipe)
+        model = networks.pretrained_model(recipe)
     else:
         torch.manual_seed(recipe.weights.random.seed if kind == "random" else _train_seed(recipe))
-        model = models.create_model(recipe)
+        model = networks.create_model(recipe)
         if kind == "file":
-            model = models.load_weights_file(recipe, model, inputs["weights"])
+            model = networks.load_weights_file(recipe, model, inputs["weights"])
         elif kind == "train":
-            from vitq.training import train
+            from vitq.model.training import train
 
             model, accuracy = train(recipe, model)
             note = f", trained {recipe.weights.train.epochs} epochs, held-out top-1 {accuracy:.1%}"
@@ -37,10 +37,10 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
 
 
 def save_fp32(model: torch.nn.Module, recipe: Recipe, out: Path) -> None:
-    target = model.model if isinstance(model, models.LogitsOnly) else model
+    target = model.model if isinstance(model, networks.LogitsOnly) else model
     state = {k: v.detach().contiguous() for k, v in target.state_dict().items()}
     with torch.no_grad():
-        classes = model(models.example_input(recipe)).shape[-1]
+        classes = model(networks.example_input(recipe)).shape[-1]
     # One metadata key only: safetensors keeps metadata in a hash map, so the order of several keys
     # in the file header varies from run to run, and with it the file's sha256.
     info = {"recipe": recipe.name, "model": recipe.section("model")["model"],

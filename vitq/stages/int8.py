@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitq import models
-from vitq.convert import export_torchscript, quantize_dynamic_int8, save_torchscript
 from vitq.fileio import atomic_path
+from vitq.model import networks
+from vitq.model.convert import export_torchscript, quantize_dynamic_int8, save_torchscript
 from vitq.recipe import Recipe
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
-    quantized = quantize_dynamic_int8(recipe, models.load_fp32(recipe, inputs["fp32"]))
+    quantized = quantize_dynamic_int8(recipe, networks.load_fp32(recipe, inputs["fp32"]))
     exported = export_torchscript(recipe, quantized)
     with atomic_path(outputs["int8"]) as tmp:
         save_torchscript(exported, tmp)

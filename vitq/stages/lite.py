@@ -17,10 +17,10 @@ import torch
 from vitq.errors import VitqError
 from vitq.fileio import atomic_path
 from vitq.layout import SAMPLES
-from vitq.preprocess import load_batch
+from vitq.model.preprocess import load_batch
+from vitq.model.runtimes import load_lite, load_torchscript
+from vitq.model.samples import read_samples
 from vitq.recipe import Recipe
-from vitq.runtimes import load_lite, load_torchscript
-from vitq.samples import read_samples
 
 TOLERANCE = 1e-4
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vitq import manifest as mf
-from vitq.buildpaths import build_paths_in, machine_paths
+from vitq.check import manifest as mf
+from vitq.check.build_paths import build_paths_in, machine_paths
+from vitq.check.gates import build_path_check, failures, run_checks
+from vitq.check.report import markdown, table
 from vitq.errors import GateError
 from vitq.fileio import write_json, write_text
-from vitq.gates import build_path_check, failures, run_checks
 from vitq.layout import SAMPLES
-from vitq.models import weights_uri
+from vitq.model.networks import weights_uri
 from vitq.recipe import Recipe
-from vitq.report import markdown, table
 from vitq.variants import shipped
 
 

@@ -14,20 +14,20 @@ import numpy as np
 import onnx
 import torch
 
-from vitq import models
-from vitq.buildpaths import strip_onnx_build_paths
 from vitq.errors import VitqError, first_line
 from vitq.fileio import atomic_path
+from vitq.model import networks
+from vitq.model.relative_paths import strip_onnx_build_paths
+from vitq.model.runtimes import onnx_session
 from vitq.progress import Progress
 from vitq.recipe import Recipe
-from vitq.runtimes import onnx_session
 
 INPUT_NAME, OUTPUT_NAME = "pixel_values", "logits"
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
-    model = models.load_fp32(recipe, inputs["fp32"])
-    example = models.example_input(recipe).repeat(2, 1, 1, 1)  # batch 1 would be specialised away
+    model = networks.load_fp32(recipe, inputs["fp32"])
+    example = networks.example_input(recipe).repeat(2, 1, 1, 1)  # batch 1 would be specialised away
     batch = torch.export.Dim("batch", min=1, max=4096)
     with Progress(3, unit="step") as progress, atomic_path(outputs["onnx_fp32"]) as tmp:
         progress.step("export (torch.onnx, dynamo)")

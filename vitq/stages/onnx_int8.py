@@ -8,9 +8,9 @@ from pathlib import Path
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from vitq.fileio import atomic_path
+from vitq.model.runtimes import onnx_session
 from vitq.progress import Progress
 from vitq.recipe import Recipe
-from vitq.runtimes import onnx_session
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:

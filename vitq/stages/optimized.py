@@ -6,10 +6,10 @@ from pathlib import Path
 
 from torch.utils.mobile_optimizer import MobileOptimizerType, optimize_for_mobile
 
-from vitq.convert import save_torchscript
 from vitq.fileio import atomic_path
+from vitq.model.convert import save_torchscript
+from vitq.model.runtimes import load_torchscript
 from vitq.recipe import Recipe
-from vitq.runtimes import load_torchscript
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:

@@ -11,21 +11,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitq import models
-from vitq.convert import export_executorch
 from vitq.errors import VitqError
 from vitq.fileio import atomic_path, write_json
 from vitq.layout import SAMPLES
-from vitq.preprocess import load_batch
+from vitq.model import networks
+from vitq.model.convert import export_executorch
+from vitq.model.preprocess import load_batch
+from vitq.model.runtimes import load_pte
+from vitq.model.samples import read_samples
 from vitq.recipe import Recipe
-from vitq.runtimes import load_pte
-from vitq.samples import read_samples
 
 TOLERANCE = 0.1  # of the largest |logit|: dynamic int8 vs float, on one image; eval measures the real error
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
-    model = models.load_fp32(recipe, inputs["fp32"])
+    model = networks.load_fp32(recipe, inputs["fp32"])
     program, delegation = export_executorch(recipe, model)
     sample = read_samples(inputs[SAMPLES])[0].path
     with atomic_path(outputs["pte"]) as tmp:

@@ -12,14 +12,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from vitq.datasets import digits
-from vitq.datasets.photos import photo_files
 from vitq.errors import InputError, RecipeError
 from vitq.fileio import atomic_path
 from vitq.layout import SAMPLES
-from vitq.preprocess import open_image
+from vitq.model.datasets import digits
+from vitq.model.datasets.photos import photo_files
+from vitq.model.preprocess import open_image
+from vitq.model.samples import read_labels, write_labels_csv
 from vitq.recipe import Recipe
-from vitq.samples import read_labels, write_labels_csv
 
 Rows = list[tuple[str, tuple[int, ...]]]
 

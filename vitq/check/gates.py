@@ -1,0 +1,61 @@
+"""The checks a build must pass before it is released. Pure functions of eval metrics + recipe.
+
+Which variant gets which check comes from the variant table: a float variant with a file of its own must
+match the reference, every quantized variant must agree with it and keep its accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitq.recipe import Recipe
+from vitq.variants import REFERENCE, variants_for
+
+BUILD_PATHS = "no_build_paths"
+NOT_APPLICABLE = "not applicable: random weights, accuracy is not meaningful"
+
+
+def run_checks(recipe: Recipe, metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Numerical checks always apply; accuracy checks only where the weights are trained."""
+    limits = recipe.checks
+    meaningful = recipe.weights.kind != "random"
+    reference_top1 = metrics[REFERENCE]["top1"]
+    checks = []
+    for variant in variants_for(recipe):
+        m = metrics[variant.id]
+        if variant.id == REFERENCE:
+            continue
+        quantized = variant.is_quantized(recipe)
+        if not quantized and variant.shipped:  # an exported float file: must compute what fp32 does
+            checks.append(_check(f"{variant.id}.max_abs_logit_diff", m["max_abs_logit_diff"], limits.onnx_atol, "<="))
+            checks.append(_check(f"{variant.id}.agreement", m["agreement"], 1.0, ">="))
+        elif quantized:
+            drop = round(reference_top1 - m["top1"], 6)
+            checks.append(_check(f"{variant.id}.agreement", m["agreement"], limits.min_agreement, ">=", meaningful))
+            checks.append(_check(f"{variant.id}.accuracy_drop", drop, limits.max_accuracy_drop, "<=", meaningful))
+    return checks
+
+
+def build_path_check(found: dict[str, list[str]], forbidden: dict[str, str]) -> dict[str, Any]:
+    """No released file may hold this machine's paths (``found``: file -> paths in it, from vitq.model.relative_paths)."""
+    check = _check(BUILD_PATHS, len(found), 0, "<=")
+    if found:
+        check["note"] = "; ".join(f"{file} contains {paths[0]} ({forbidden[paths[0]]})" for file, paths in sorted(found.items()))
+    return check
+
+
+def failures(checks: list[dict[str, Any]]) -> list[str]:
+    """One line per failed check: variant, metric, value and threshold (or what was found)."""
+    return [
+        f"check failed: {c['name']}: {c['note']}" if c["name"] == BUILD_PATHS else
+        f"check failed: {c['name']} = {c['value']:.6g}, needs {c['op']} {c['threshold']:.6g}"
+        for c in checks if c["passed"] is False
+    ]
+
+
+def _check(name: str, value: float, threshold: float, op: str, applies: bool = True) -> dict[str, Any]:
+    passed = (value <= threshold if op == "<=" else value >= threshold) if applies else None
+    check = {"name": name, "passed": passed, "value": value, "threshold": threshold, "op": op}
+    if not applies:
+        check["note"] = NOT_APPLICABLE
+    return check

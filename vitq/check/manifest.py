@@ -1,0 +1,132 @@
+"""The release manifest: computed from files on disk, never from objects in memory.
+
+Holds no wall-clock time and no absolute path, so two identical builds give identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vitq.check.versions import recorded_versions
+from vitq.errors import InputError
+from vitq.fileio import canonical, sha256_file
+from vitq.layout import SAMPLES
+from vitq.model.samples import read_labels
+from vitq.recipe import Recipe
+from vitq.variants import REFERENCE, parent_of, shipped
+
+SCHEMA_ID = "vitq.manifest/1"
+SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
+
+
+def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evaluation: dict[str, Any],
+                   checks: list[dict[str, Any]], weights_uri: str) -> dict[str, Any]:
+    """``files`` maps every shipped variant id (and ``samples``, and ``weights`` for a weights file) to its file."""
+    resolved = recipe.resolved()
+    fp32_bytes = files[REFERENCE].stat().st_size
+    delegation = json.loads(files["delegation"].read_text(encoding="utf-8")) if "delegation" in files else None
+    artifacts = []
+    for variant in shipped(recipe):
+        file = files[variant.id]
+        size = file.stat().st_size
+        artifacts.append({
+            "name": variant.id, "path": _relative(file, root), "format": variant.format, "bytes": size,
+            "sha256": sha256_file(file), "parent": parent_of(variant.id, recipe),
+            "size_ratio_vs_fp32": round(size / fp32_bytes, 4),
+            **({"delegation": delegation} if variant.runtime == "executorch" and delegation else {}),
+        })
+    return {
+        "schema": SCHEMA_ID,
+        "recipe": {"name": recipe.name, "version": recipe.version,
+                   "sha256": hashlib.sha256(canonical(resolved).encode()).hexdigest(), "resolved": resolved},
+        "weights": weights_record(recipe, files, weights_uri),
+        "versions": recorded_versions(),
+        "samples": samples_record(files[SAMPLES], root),
+        "artifacts": artifacts,
+        "accuracy": evaluation["metrics"],
+        "classes": evaluation["classes"],
+        "checks": checks,
+        "passed": all(c["passed"] is not False for c in checks),
+    }
+
+
+def weights_record(recipe: Recipe, files: Mapping[str, Path], uri: str) -> dict[str, Any]:
+    """The weight source; a weights file's sha256, so a release names exactly what it was built from."""
+    random = recipe.weights.kind == "random"
+    record = {"source": recipe.weights.kind, "trained": not random, "uri": uri,
+              "note": "untrained random weights: accuracy figures are not meaningful" if random else None}
+    if "weights" in files:
+        record["sha256"] = sha256_file(files["weights"])
+    return record
+
+
+def samples_record(labels: Path, root: Path) -> dict[str, Any]:
+    """The sample set as one hash over its labels file and every image it names."""
+    digest = hashlib.sha256()
+    rows = read_labels(labels)
+    for name, _ in [(labels.name, ()), *rows]:
+        digest.update(f"{name}\0{sha256_file(labels.parent / name)}\n".encode())
+    return {"path": _relative(labels.parent, root), "labels": _relative(labels, root),
+            "images": len(rows), "sha256": digest.hexdigest()}
+
+
+def artifact_files(manifest: dict[str, Any], root: Path) -> dict[str, Path]:
+    """Variant id -> file, as the manifest lists them (for verify and predict)."""
+    return {a["name"]: root / a["path"] for a in manifest["artifacts"]}
+
+
+def recipe_from_manifest(manifest: dict[str, Any], root: Path) -> Recipe:
+    """The resolved recipe the build used; enough to rebuild architectures and preprocessing."""
+    resolved = dict(manifest["recipe"]["resolved"])
+    return Recipe.model_validate({**resolved, "source": str(root / f"{resolved['name']}.yaml")}, strict=False)
+
+
+def load(path: Path) -> dict[str, Any]:
+    import jsonschema
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "manifest not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not a readable manifest ({exc.__class__.__name__})") from None
+    try:
+        jsonschema.validate(data, schema())
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
+        raise InputError(path, f"{where}: {exc.message}") from None
+    _refuse_paths_outside(data, Path(path))
+    return data
+
+
+def _refuse_paths_outside(manifest: dict[str, Any], manifest_path: Path) -> None:
+    """A manifest is untrusted input: every path it names must stay inside its build folder (no ``..``, no
+    absolute path, no symlink out), or verify would read, load and run files from anywhere."""
+    root = manifest_path.parent.resolve()
+    named = [(f"artifacts/{i}/path", a["path"]) for i, a in enumerate(manifest["artifacts"])]
+    named += [(f"samples/{key}", manifest["samples"][key]) for key in ("path", "labels")]
+    for where, relative in named:
+        target = Path(relative)
+        if target.is_absolute() or ".." in target.parts or not (root / target).resolve().is_relative_to(root):
+            raise InputError(manifest_path, f"{where}: '{relative}' points outside the build folder; refused")
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema, with the variant and format names filled in from the variant table."""
+    from vitq.variants import VARIANTS
+
+    data = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    item = data["properties"]["artifacts"]["items"]["properties"]
+    item["name"]["enum"] = [v.id for v in VARIANTS if v.shipped]
+    item["format"]["enum"] = sorted({v.format for v in VARIANTS if v.shipped})
+    data["properties"]["accuracy"]["propertyNames"]["enum"] = [v.id for v in VARIANTS]
+    return data
+
+
+def _relative(file: Path, root: Path) -> str:
+    return Path(os.path.relpath(file, root)).as_posix()

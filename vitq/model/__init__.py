@@ -1,0 +1,1 @@
+"""The torch side: networks, training, conversions, runtimes, samples and preprocessing."""

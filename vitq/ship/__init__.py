@@ -1,0 +1,1 @@
+"""Shipping a build: release archives, provenance, verification, diffs and predictions."""

@@ -193,18 +193,6 @@ def test_the_pte_stage_writes_a_program_executorch_runs_and_records_what_xnnpack
     assert tiny_build.file("pte").stat().st_size < 0.7 * tiny_build.file("fp32").stat().st_size
 
 
-def test_a_float_pte_matches_fp32_closely(tmp_path):
-    import numpy as np
-
-    from vitq.model.runtimes import load_pte
-
-    recipe = tiny_recipe(tmp_path, extra="executorch: {quantize: none}\n")
-    paths = build(recipe, tmp_path / "out", ["fp32", "samples", "pte"])
-    with torch.no_grad():
-        want = networks.load_fp32(recipe, paths.file("fp32"))(INPUT).numpy()
-    assert np.abs(load_pte(paths.file("pte"))(INPUT) - want).max() < 1e-4
-
-
 def test_a_model_torch_export_cannot_handle_is_one_line_naming_the_recipe_and_what_to_try(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("Dynamic control flow is not supported\nlong explanation")

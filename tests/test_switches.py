@@ -27,6 +27,8 @@ from vitq.build.pipeline import stages_for
 from vitq.build.runner import run_stage
 from vitq.errors import RecipeError, VitqError
 from vitq.layout import ArtifactPaths
+from vitq.model import networks
+from vitq.model.runtimes import load_pte
 from vitq.recipe import MOBILE_PASSES, ExecuTorch, Export, Mobile, Quantize, Recipe, Samples, Weights, load_recipe
 
 from conftest import write_recipe
@@ -201,6 +203,12 @@ def test_each_executorch_setting_builds_or_leaves_the_pte_out(base, tmp_path, ro
     ran = rebuild(base_recipe, base_paths, recipe, tmp_path)
     assert ("pte" in ran) == (recipe.executorch.enabled and recipe.executorch != base_recipe.executorch)
     assert "manifest" in ran
+    if recipe.executorch.enabled and recipe.executorch.quantize == "none":  # float all the way: fp32's logits
+        paths = ArtifactPaths.for_recipe(tmp_path / "artifacts", recipe.name)
+        image = torch.randn(1, 3, recipe.preprocess.crop, recipe.preprocess.crop, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want = networks.load_fp32(recipe, paths.file("fp32"))(image).numpy()
+        assert abs(load_pte(paths.file("pte"))(image) - want).max() < 1e-4
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])

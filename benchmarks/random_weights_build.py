@@ -16,11 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from vitq.build.discovery import PROJECT_ROOT
 from vitq.build.pipeline import stages_for
 from vitq.build.runner import run_stage
 from vitq.check.report import human_size
 from vitq.layout import ArtifactPaths
-from vitq.recipe import PACKAGE_ROOT, load_recipe
+from vitq.recipe import load_recipe
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         recipe_file = folder / f"{args.recipe}_random.yaml"
-        recipe_file.write_text(f"extends: {PACKAGE_ROOT / 'recipes' / args.recipe}.yaml\nweights: {{random: {{seed: 0}}}}\n")
+        recipe_file.write_text(f"extends: {PROJECT_ROOT / 'recipes' / args.recipe}.yaml\nweights: {{random: {{seed: 0}}}}\n")
         if load_recipe(recipe_file).model.source == "transformers":  # the hub config is not here offline:
             # ViTConfig's defaults are google/vit-base-patch16-224's architecture; ImageNet's 1000 classes.
             recipe_file.write_text(recipe_file.read_text() + "model: {name: ViTForImageClassification, "

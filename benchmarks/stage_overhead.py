@@ -110,10 +110,11 @@ def compare(args: argparse.Namespace, folder: Path) -> None:
 
 def write_recipe(folder: Path, model: str, no_pte: bool) -> Path:
     """A recipe extending the shipped one that builds ``model``, with random weights (offline)."""
-    from vitq.recipe import PACKAGE_ROOT, load_recipe
+    from vitq.build.discovery import PROJECT_ROOT
+    from vitq.recipe import load_recipe
 
-    shipped = sorted(p for p in (PACKAGE_ROOT / "recipes").glob("*.yaml") if not p.name.startswith("_"))
-    base = next((p for p in shipped if load_recipe(p).model.name == model), PACKAGE_ROOT / "recipes" / "deit.yaml")
+    shipped = sorted(p for p in (PROJECT_ROOT / "recipes").glob("*.yaml") if not p.name.startswith("_"))
+    base = next((p for p in shipped if load_recipe(p).model.name == model), PROJECT_ROOT / "recipes" / "deit.yaml")
     text = f"extends: {base}\nweights: {{random: {{seed: 0}}}}\n"
     if load_recipe(base).model.name != model:
         text += f"model: {{name: {model}}}\n"
@@ -199,7 +200,7 @@ def plain_chain(recipe_file: str, out: Path) -> None:
         from vitq.check.build_paths import build_paths_in, machine_paths
         from vitq.check.evaluate import evaluate
         from vitq.check.report import markdown
-        from vitq.model import convert, networks
+        from vitq.model import convert, executorch_export, networks
         from vitq.model.datasets.photos import photo_files
         from vitq.model.preprocess import load_batch
         from vitq.model.relative_paths import strip_onnx_build_paths
@@ -274,7 +275,7 @@ def plain_chain(recipe_file: str, out: Path) -> None:
     written = {v.id: files[v.id] for v in shipped(recipe)}
     if recipe.executorch.enabled:
         with step("pte"):
-            pte_program, delegation = convert.export_executorch(recipe, model)
+            pte_program, delegation = executorch_export.export_executorch(recipe, model)
             files["pte"].write_bytes(pte_program)
             written["delegation"] = out / "pte-delegation.json"
             written["delegation"].write_text(json.dumps(delegation, indent=2, sort_keys=True) + "\n")

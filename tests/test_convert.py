@@ -6,7 +6,6 @@ ExecuTorch export per session is enough)."""
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import sys
 import zipfile
@@ -195,20 +194,3 @@ def test_the_built_int8_file_saved_again_loads_to_the_same_numbers(tiny_build, e
     save_torchscript(built, tmp_path / "int8.pt")
     with torch.no_grad():
         assert torch.allclose(torch.jit.load(str(tmp_path / "int8.pt"))(INPUT), built(INPUT), rtol=0, atol=1e-6)
-
-
-# ----------------------------------------------------------------------------------------------- ExecuTorch
-
-
-def test_the_delegation_record_counts_nodes_per_backend_and_names_portable_operators(tiny_build):
-    """export_executorch's second result, as the pte stage of the session's tiny build wrote it."""
-    delegation = json.loads(tiny_build.delegation.read_text())
-    assert set(delegation) == {"backend", "delegated_subgraphs", "delegated_nodes", "portable_nodes",
-                               "portable_operators"}
-    assert delegation["backend"] == "XnnpackBackend"
-    counts = [delegation[k] for k in ("delegated_subgraphs", "delegated_nodes", "portable_nodes")]
-    assert all(isinstance(n, int) and n > 0 for n in counts)
-    portable = delegation["portable_operators"]
-    assert list(portable) == sorted(portable) and all(op.startswith("aten_") for op in portable)
-    assert "getitem" not in portable and all(isinstance(n, int) and n > 0 for n in portable.values())
-    assert sum(portable.values()) <= delegation["portable_nodes"]  # plus the getitems that unpack tuples

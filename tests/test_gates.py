@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from vitq.check.gates import failures, run_checks
-from vitq.errors import GateError
+from vitq.errors import GateError, RecipeError
 from vitq.variants import variants_for
 
 from helpers_models import tiny_recipe
@@ -63,3 +63,59 @@ def test_the_manifest_stage_writes_a_failed_manifest_and_report_then_fails_in_on
     assert manifest["passed"] is False
     assert [c["name"] for c in manifest["checks"] if c["passed"] is False] == ["onnx_fp32.max_abs_logit_diff"]
     assert "FAILED" in paths.report.read_text().splitlines()[0]
+
+
+TODAYS_GRAPH = {  # what executorch 1.3.1 left outside XNNPACK on a timm ViT before vitq's rewrites
+    "backend": "XnnpackBackend", "delegated_subgraphs": 62, "delegated_nodes": 668, "portable_nodes": 61,
+    "portable_operators": {"aten_expand_copy_default": 49, "aten_native_layer_norm_default": 12},
+    "portable_reasons": {"aten_expand_copy_default": "XNNPACK has no expand_copy"},
+}
+
+
+def test_the_pte_gate_passes_a_graph_within_the_portable_budget_and_names_what_is_left(tmp_path):
+    from vitq.check.gates import delegation_check
+
+    recipe = tiny_recipe(tmp_path)
+    assert recipe.checks.max_portable_nodes == 5
+    whole = dict(TODAYS_GRAPH, portable_nodes=1, portable_operators={"aten_select_copy_int": 1}, portable_reasons={})
+    check = delegation_check(recipe, whole)
+    assert check["passed"] is True and check["name"] == "pte.portable_nodes" and check["value"] == 1
+    assert check["note"] == "left on portable kernels: aten_select_copy_int x1 (no reason given)"
+    everything = dict(TODAYS_GRAPH, portable_nodes=0, portable_operators={})
+    assert "note" not in delegation_check(recipe, everything)
+
+
+def test_a_graph_over_the_portable_budget_fails_in_one_line_naming_each_operator_and_why(tmp_path):
+    from vitq.check.gates import delegation_check
+
+    [line] = failures([delegation_check(tiny_recipe(tmp_path), TODAYS_GRAPH)])
+    assert line == ("check failed: pte.portable_nodes = 61, needs <= 5: left on portable kernels: "
+                    "aten_expand_copy_default x49 (XNNPACK has no expand_copy), "
+                    "aten_native_layer_norm_default x12 (no reason given)")
+
+
+def test_the_manifest_stage_applies_the_pte_gate_and_the_report_names_the_operators(tiny_build, tmp_path):
+    from vitq.build.runner import run_stage
+    from vitq.layout import ArtifactPaths
+    from vitq.recipe import load_recipe
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_build.root.parent.parent, folder)
+    paths = ArtifactPaths.for_recipe(folder / "artifacts", "tiny")
+    paths.delegation.write_text(json.dumps(TODAYS_GRAPH))
+    with pytest.raises(GateError) as info:
+        run_stage("manifest", load_recipe(folder / "tiny.yaml"), paths)
+    assert "\n" not in str(info.value) and "pte.portable_nodes = 61, needs <= 5" in str(info.value)
+    assert "aten_expand_copy_default x49 (XNNPACK has no expand_copy)" in str(info.value)
+    manifest = json.loads(paths.manifest.read_text())
+    assert [c["name"] for c in manifest["checks"] if c["passed"] is False] == ["pte.portable_nodes"]
+    assert "aten_expand_copy_default x49 (XNNPACK has no expand_copy)" in paths.report.read_text()
+
+
+def test_a_recipe_sets_its_own_portable_budget(tmp_path):
+    from vitq.check.gates import delegation_check
+
+    recipe = tiny_recipe(tmp_path, extra="checks: {max_portable_nodes: 61}\n")
+    assert delegation_check(recipe, TODAYS_GRAPH)["passed"] is True
+    with pytest.raises(RecipeError, match="checks.max_portable_nodes"):
+        tiny_recipe(tmp_path / "b", extra="checks: {max_portable_nodes: -1}\n")

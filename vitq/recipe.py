@@ -192,6 +192,8 @@ class Checks(_Section):
     onnx_atol: Annotated[float, Field(gt=0.0)] = 1e-4
     min_agreement: Fraction = 0.98
     max_accuracy_drop: Fraction = 0.01
+    # graph nodes of the .pte left on ExecuTorch's portable kernels (outside XNNPACK): each is a slow island
+    max_portable_nodes: Annotated[int, Field(ge=0)] = 5
 
 
 class Recipe(_Section):

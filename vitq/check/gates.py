@@ -44,11 +44,23 @@ def build_path_check(found: dict[str, list[str]], forbidden: dict[str, str]) -> 
     return check
 
 
+def delegation_check(recipe: Recipe, delegation: dict[str, Any], variant: str = "pte") -> dict[str, Any]:
+    """The ExecuTorch program runs in XNNPACK, not on portable kernels: at most ``checks.max_portable_nodes`` graph
+    nodes outside it. A failure names each operator left out and the partitioner's reason."""
+    check = _check(f"{variant}.portable_nodes", delegation["portable_nodes"], recipe.checks.max_portable_nodes, "<=")
+    if delegation["portable_nodes"]:
+        reasons = delegation.get("portable_reasons", {})
+        check["note"] = "left on portable kernels: " + ", ".join(
+            f"{op} x{n} ({reasons.get(op, 'no reason given')})" for op, n in delegation["portable_operators"].items())
+    return check
+
+
 def failures(checks: list[dict[str, Any]]) -> list[str]:
-    """One line per failed check: variant, metric, value and threshold (or what was found)."""
+    """One line per failed check: variant, metric, value and threshold, and what was found where the check says."""
     return [
         f"check failed: {c['name']}: {c['note']}" if c["name"] == BUILD_PATHS else
         f"check failed: {c['name']} = {c['value']:.6g}, needs {c['op']} {c['threshold']:.6g}"
+        + (f": {c['note']}" if c.get("note") else "")
         for c in checks if c["passed"] is False
     ]
 

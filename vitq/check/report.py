@@ -63,7 +63,9 @@ def _delegation(manifest: dict[str, Any]) -> list[str]:
         d = a.get("delegation")
         if d:
             total = d["delegated_nodes"] + d["portable_nodes"]
-            portable = ", ".join(f"{op} x{n}" for op, n in d["portable_operators"].items()) or "none"
+            reasons = d.get("portable_reasons", {})
+            portable = ", ".join(f"{op} x{n}" + (f" ({reasons[op]})" if op in reasons else "")
+                                 for op, n in d["portable_operators"].items()) or "none"
             out += ["", f"ExecuTorch program `{a['path']}`: XNNPACK runs {d['delegated_nodes']} of {total} graph nodes "
                     f"({d['delegated_subgraphs']} subgraphs); on portable kernels: {portable}."]
     return out

@@ -72,13 +72,15 @@ def load_pte(path: Path) -> Runner:
     with _quiet_stderr():  # the runtime logs its CPU probing on first use
         from executorch.runtime import Runtime
 
-        method = Runtime.get().load_program(Path(path)).load_method("forward")
+        program = Runtime.get().load_program(Path(path))
+        method = program.load_method("forward")
     if method is None:
         raise InputError(path, "ExecuTorch program has no forward method")
 
     def run(batch: torch.Tensor) -> np.ndarray:
         return np.concatenate([method.execute([image[None].contiguous()])[0].float().numpy() for image in batch])
 
+    run.program = program  # the method runs inside the program's memory: it lives as long as the runner
     return run
 
 

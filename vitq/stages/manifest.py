@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vitq.check import manifest as mf
 from vitq.check.build_paths import build_paths_in, machine_paths
-from vitq.check.gates import build_path_check, failures, run_checks
+from vitq.check.gates import build_path_check, delegation_check, failures, run_checks
 from vitq.check.report import markdown, table
 from vitq.errors import GateError
 from vitq.fileio import write_json, write_text
@@ -25,6 +25,8 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     evaluation = json.loads(inputs["eval"].read_text(encoding="utf-8"))
     root = outputs["manifest"].parent
     checks = [*run_checks(recipe, evaluation["metrics"]), path_gate(recipe, inputs, root)]
+    if "delegation" in inputs:
+        checks.append(delegation_check(recipe, json.loads(inputs["delegation"].read_text(encoding="utf-8"))))
     manifest = mf.build_manifest(recipe, inputs, root, evaluation, checks, weights_uri(recipe))
     write_json(outputs["manifest"], manifest)
     write_text(outputs["report"], markdown(manifest))

@@ -15,7 +15,7 @@ from vitq.errors import VitqError
 from vitq.fileio import atomic_path, write_json
 from vitq.layout import SAMPLES
 from vitq.model import networks
-from vitq.model.convert import export_executorch
+from vitq.model.executorch_export import export_executorch
 from vitq.model.preprocess import load_batch
 from vitq.model.runtimes import load_pte
 from vitq.model.samples import read_samples

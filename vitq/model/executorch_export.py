@@ -1,0 +1,136 @@
+"""The ExecuTorch program: the model exported with torch.export, quantized with pt2e, lowered to XNNPACK, and a
+record of what XNNPACK took, what it left on portable kernels and the partitioner's reason for each.
+
+Before export the model is rewritten so that XNNPACK takes the whole graph (vitq.model.xnnpack_rewrites); the
+rewrites apply to this export only, so the TorchScript and ONNX files keep their bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vitq.errors import RecipeError, first_line
+from vitq.model import networks
+from vitq.progress import Progress
+from vitq.recipe import Recipe
+
+PARTITIONER_LOGGER = "executorch.backends.xnnpack"
+TUPLE_UNPACKING = "getitem"  # unpacks a delegate's outputs: no compute, not counted as portable
+
+
+def export_executorch(recipe: Recipe, model: torch.nn.Module) -> tuple[bytes, dict[str, Any]]:
+    """The model as an ExecuTorch program lowered to XNNPACK, dynamic int8 per-channel unless
+    ``executorch.quantize: none``; with what the partitioner delegated (nodes per operator, and why any stayed out).
+
+    xnnpack rewrites -> torch.export (non-strict: transformers' forward takes keywords) -> XNNPACKQuantizer + pt2e
+    (one calibration call) -> to_edge_transform_and_lower(edge passes, XnnpackPartitioner) -> to_executorch.
+    Exported for batch 1, as an app runs it.
+    """
+    use_venv_flatc()
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from vitq.model.xnnpack_rewrites import edge_passes, prepare_for_xnnpack
+
+    example = (networks.example_input(recipe),)
+    quantize = recipe.executorch.quantize == "dynamic_int8"
+    with Progress(4 if quantize else 3, unit="step") as progress:
+        try:
+            progress.step("export (torch.export)")
+            program = torch.export.export(prepare_for_xnnpack(model), example, strict=False)
+            if quantize:
+                progress.step("quantize (pt2e dynamic int8)")
+                program = torch.export.export(_quantize_pt2e(program.module(), example), example, strict=False)
+            progress.step("lower (XNNPACK)")
+            with partitioner_reasons() as reasons:
+                edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(),
+                                                   partitioner=[XnnpackPartitioner()])
+        except Exception as exc:
+            raise RecipeError(recipe.path, "executorch", f"torch.export cannot export {recipe.model.name} for "
+                              f"ExecuTorch ({first_line(exc)[:200]}); try executorch: {{quantize: none}}, or switch the .pte "
+                              "off with executorch: {enabled: false}") from None
+        delegation = delegation_record(edge.exported_program().graph_module, reasons)
+        progress.step("serialize (to_executorch)")
+        return edge.to_executorch().buffer, delegation
+
+
+def delegation_record(graph_module: torch.fx.GraphModule, reasons: dict[str, str]) -> dict[str, Any]:
+    """What XNNPACK took (nodes, subgraphs) and each operator left on portable kernels, with the reason."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    portable = {op: b.non_delegated for op, b in sorted(info.delegation_by_operator.items())
+                if b.non_delegated and op != TUPLE_UNPACKING}
+    unsupported = f"the XNNPACK partitioner of executorch {version('executorch')} has no rule for this operator"
+    return {
+        "backend": "XnnpackBackend",
+        "delegated_subgraphs": info.num_delegated_subgraphs,
+        "delegated_nodes": info.num_delegated_nodes,
+        "portable_nodes": sum(portable.values()),
+        "portable_operators": portable,
+        "portable_reasons": {op: reasons.get(op, unsupported) for op in portable},
+    }
+
+
+@contextlib.contextmanager
+def partitioner_reasons() -> Iterator[dict[str, str]]:
+    """Why XNNPACK's partitioner refused each operator it has a rule for (its WhyNoPartition debug records, by
+    operator as get_delegation_info names them), collected quietly: nothing reaches the console."""
+    from executorch.exir.backend.utils import WhyNoPartition
+
+    reasons: dict[str, str] = {}
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            why = record.msg
+            if isinstance(why, WhyNoPartition) and why.node is not None:
+                reasons.setdefault(operator_name(why.node.name), why.reason)
+
+    logger = logging.getLogger(PARTITIONER_LOGGER)
+    saved = logger.level, logger.propagate
+    handler = Collect(logging.DEBUG)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield reasons
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def operator_name(node_name: str) -> str:
+    """``aten_expand_copy_default_3`` -> ``aten_expand_copy_default``: a node's operator, as get_delegation_info
+    names it."""
+    return re.sub(r"_\d+$", "", node_name)
+
+
+def _quantize_pt2e(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.nn.Module:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    prepared = prepare_pt2e(module, quantizer)
+    prepared(*example)  # dynamic quantization: one call records the graph, no calibration data needed
+    return convert_pt2e(prepared)
+
+
+def use_venv_flatc() -> None:
+    """The exporter runs `flatc`; the wheel ships it beside this interpreter, not always on PATH."""
+    flatc = Path(sys.executable).with_name("flatc")
+    if "FLATC_EXECUTABLE" not in os.environ and flatc.is_file():
+        os.environ["FLATC_EXECUTABLE"] = str(flatc)

@@ -152,7 +152,7 @@ def test_a_model_torchscript_cannot_compile_is_one_line_suggesting_trace_and_tra
     line = str(info.value)
     assert "\n" not in line and info.value.__suppress_context__  # no library traceback chained to it
     assert line.startswith(f"{display_path(recipe.path)}: export.method: torch.jit.script failed (")
-    assert line.endswith("); try method: trace")
+    assert line.endswith("); try method: trace, or switch the .ptl chain off with mobile: {enabled: false}")
     assert info.value.field == "export.method"
     traced = export_torchscript(with_fields(recipe, "export: {method: trace}\n"), Unscriptable())
     with torch.no_grad():

@@ -175,3 +175,23 @@ def assert_same_model(loaded, vit, image):
     weights = loaded.model.state_dict()
     assert weights.keys() == saved.keys() and all(torch.equal(weights[k], saved[k]) for k in saved)
     torch.testing.assert_close(loaded(image), vit(pixel_values=image).logits, rtol=1e-5, atol=1e-6)
+
+
+def test_any_transformers_image_classifier_class_builds_from_its_default_config_and_kwargs(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path, "mvit", HF_RECIPE.format(name="MobileViTForImageClassification")
+                                      .replace("weights: hub", "weights: {random: {seed: 0}}")
+                                      .replace("model: {source: transformers, name: MobileViTForImageClassification}",
+                                               "model: {source: transformers, name: MobileViTForImageClassification, "
+                                               "kwargs: {num_labels: 5, image_size: 32}}")))
+    model = networks.create_model(recipe)
+    assert type(model.model).__name__ == "MobileViTForImageClassification"
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 5)  # plain logits, as every runtime wants
+
+
+def test_a_misspelt_transformers_class_gets_a_did_you_mean(tmp_path, hub_cache, offline):
+    recipe = load_recipe(write_recipe(tmp_path, "typo", HF_RECIPE.format(name="MobileVitForImageClassification")
+                                      .replace("weights: hub", "weights: {random: {seed: 0}}")))
+    with pytest.raises(RecipeError, match="model.name: cannot get the config of 'MobileVitForImageClassification' "
+                                          r"\(.*\); did you mean MobileViTForImageClassification"):
+        networks.create_model(recipe)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vitq.errors import RecipeError
 from vitq.model.datasets.photos import photo_files
 from vitq.model.preprocess import build_transform
 from vitq.model.runtimes import load_lite, load_pte
@@ -129,3 +130,30 @@ def test_deit_recipes_use_the_tutorials_preprocessing():
         assert tuple(p.mean) == IMAGENET_DEFAULT_MEAN and tuple(p.std) == IMAGENET_DEFAULT_STD
         assert recipe.weights.kind == "hub" and recipe.export.method == "script" and recipe.quantize.engine == "qnnpack"
     assert load_recipe(RECIPES / "deit.yaml").model.name == "deit_base_patch16_224"
+
+
+MOBILEVIT_V2 = """\
+threads: 1
+model: {{source: timm, name: mobilevitv2_050, kwargs: {{num_classes: 5}}}}
+weights: {{random: {{seed: 7}}}}
+preprocess: {{resize: 70, crop: 64, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}}
+samples: {{dir: images, labels: images/labels.csv}}
+{extra}"""
+
+
+@pytest.mark.e2e
+def test_a_model_torchscript_cannot_save_fails_in_one_line_and_builds_with_the_ptl_chain_off(tmp_path):
+    """MobileViT v2 scripts but cannot be saved (a Python function call in its attention): one line naming the
+    recipe, the field and what to try, before any file; with ``mobile: {enabled: false}`` the rest builds."""
+    make_images(tmp_path / "images")
+    recipe = load_recipe(write_recipe(tmp_path, "mv2", MOBILEVIT_V2.format(extra="")))
+    with pytest.raises(RecipeError) as refused:
+        build(recipe, tmp_path / "out", ["fp32", "samples", "int8"])
+    line = str(refused.value)
+    assert "\n" not in line and line.startswith(str(tmp_path / "mv2.yaml") + ": export.method: saving the scripted module failed")
+    assert "Could not export Python function call" in line and "mobile: {enabled: false}" in line
+    assert not (tmp_path / "out" / "mv2" / "int8.pt").exists()
+    off = load_recipe(write_recipe(tmp_path, "mv2", MOBILEVIT_V2.format(extra="mobile: {enabled: false}\nexecutorch: {enabled: false}\n")))
+    paths = build(off, tmp_path / "out")
+    assert {v.id for v in variants_for(off)} == {"fp32", "int8_eager", "onnx_fp32", "onnx_int8"}
+    assert json.loads(paths.manifest.read_text())["passed"] is True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -209,6 +210,18 @@ def test_each_executorch_setting_builds_or_leaves_the_pte_out(base, tmp_path, ro
         with torch.no_grad():
             want = networks.load_fp32(recipe, paths.file("fp32"))(image).numpy()
         assert abs(load_pte(paths.file("pte"))(image) - want).max() < 1e-4
+
+
+def test_the_ptl_chain_switched_off_builds_no_torchscript_and_the_manifest_follows(base, tmp_path):
+    base_recipe, base_paths = base
+    recipe = variant_recipe(base_recipe, tmp_path, "mobile: {enabled: false}\n")
+    ran = rebuild(base_recipe, base_paths, recipe, tmp_path)
+    assert not {"int8", "optimized", "lite"} & set(ran) and "manifest" in ran
+    paths = ArtifactPaths.for_recipe(tmp_path / "artifacts", recipe.name)
+    manifest = json.loads(paths.manifest.read_text())
+    assert {a["name"] for a in manifest["artifacts"]} == {"fp32", "onnx_fp32", "onnx_int8", "pte"}
+    assert not [c for c in manifest["checks"] if c["name"].split(".")[0] in ("int8", "optimized", "lite", "fp32_script")]
+    assert "Mobile artifact: `int8.pte` (ExecuTorch, XNNPACK)" in paths.report.read_text()
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -77,6 +79,36 @@ def run_command(body: Callable[[], int], prefix: str = "") -> int:
         print(f"{prefix}{error}", file=sys.stderr)
         return code
     return value
+
+
+@contextlib.contextmanager
+def converting(recipe_file: Path | str, field: str, what: str, hint: str) -> Iterator[None]:
+    """Around a library's conversion of the user's model (scripting, saving, exporting, lowering): a failure there
+    means the format cannot take this model, so it becomes one RecipeError line naming the recipe, the field to
+    change, the library's first line and what to try. A VitqError passes through unchanged."""
+    try:
+        yield
+    except VitqError:
+        raise
+    except Exception as exc:
+        raise RecipeError(recipe_file, field, f"{what} failed ({first_line(exc)[:200]}); {hint}") from None
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null meanwhile: libraries log to it from Python and C++ alike (torch.export's
+    fake-tensor traces, the ExecuTorch runtime's CPU probing), and the one-line error must stand alone. Progress
+    has a descriptor of its own (vitq.progress)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def first_line(exc: BaseException) -> str:

@@ -144,8 +144,10 @@ class Export(_Section):
 
 
 class Mobile(_Section):
-    """``optimize_for_mobile`` and the passes it should skip; without it the lite file is only frozen."""
+    """The PyTorch Mobile chain (int8.pt -> int8.optimized.pt -> int8.ptl): on or off, ``optimize_for_mobile`` and
+    the passes it should skip; without optimize the lite file is only frozen."""
 
+    enabled: bool = True  # false: no TorchScript files at all (for a model TorchScript cannot take)
     optimize: bool = True
     blocklist: list[MobilePass] = []
 

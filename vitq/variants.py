@@ -7,13 +7,15 @@ plus its entry in ``vitq.build.pipeline``), and, for a new kind of file, a loade
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from vitq.recipe import Recipe
 
 REFERENCE = "fp32"  # what every other variant is compared with
-MOBILE = "lite"  # the file an app ships
+MOBILE = "lite"  # the file an app ships (the .pte where the .ptl chain is off)
+PTL = "mobile.enabled"  # the switch of the TorchScript chain
 CROSS_CHECK = "onnx_int8"  # the second yardstick: onnxruntime int8, the fast int8 runtime on x86 servers
 
 Runtime = Literal["torch_eager", "torch_eager_int8", "torchscript_memory", "torchscript", "lite", "onnxruntime",
@@ -31,11 +33,11 @@ class Variant:
     quantized: bool  # int8 (or float16) weights: judged by the accuracy gates
     shipped: bool  # listed in the manifest and packed into a release
     label: str  # how bench and reports name it
-    requires: str | None = None  # a boolean recipe field that switches the variant on
+    requires: tuple[str, ...] = ()  # boolean recipe fields that all switch the variant on
     quantized_unless: str | None = None  # a recipe field: the variant is float when it says "none"
 
     def applies(self, recipe: Recipe) -> bool:
-        return self.requires is None or bool(_field(recipe, self.requires))
+        return all(_field(recipe, field) for field in self.requires)
 
     def is_quantized(self, recipe: Recipe) -> bool:
         if self.quantized_unless is not None:
@@ -50,22 +52,22 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(id="fp32", file="fp32.safetensors", format="safetensors", parents=(), runtime="torch_eager", engine=None,
             quantized=False, shipped=True, label="fp32 eager"),
     Variant(id="fp32_script", file=None, format="torchscript", parents=("fp32",), runtime="torchscript_memory",
-            engine=None, quantized=False, shipped=False, label="fp32 TorchScript"),
+            engine=None, quantized=False, shipped=False, label="fp32 TorchScript", requires=(PTL,)),
     Variant(id="int8_eager", file=None, format="torch-eager", parents=("fp32",), runtime="torch_eager_int8",
             engine="recipe", quantized=True, shipped=False, label="int8 eager"),
     Variant(id="int8", file="int8.pt", format="torchscript", parents=("fp32",), runtime="torchscript", engine="recipe",
-            quantized=True, shipped=True, label="int8 TorchScript"),
+            quantized=True, shipped=True, label="int8 TorchScript", requires=(PTL,)),
     Variant(id="optimized", file="int8.optimized.pt", format="torchscript-mobile", parents=("int8",),
             runtime="torchscript", engine="recipe", quantized=True, shipped=True, label="int8 optimized",
-            requires="mobile.optimize"),
+            requires=(PTL, "mobile.optimize")),
     Variant(id="lite", file="int8.ptl", format="pytorch-lite", parents=("optimized", "int8"), runtime="lite",
-            engine="recipe", quantized=True, shipped=True, label="int8 .ptl lite"),
+            engine="recipe", quantized=True, shipped=True, label="int8 .ptl lite", requires=(PTL,)),
     Variant(id="onnx_fp32", file="fp32.onnx", format="onnx", parents=("fp32",), runtime="onnxruntime", engine=None,
             quantized=False, shipped=True, label="onnxruntime fp32"),
     Variant(id="onnx_int8", file="int8.onnx", format="onnx", parents=("onnx_fp32",), runtime="onnxruntime",
             engine=None, quantized=True, shipped=True, label="onnxruntime int8"),
     Variant(id="pte", file="int8.pte", format="executorch", parents=("fp32",), runtime="executorch", engine=None,
-            quantized=True, shipped=True, label="int8 .pte (XNNPACK)", requires="executorch.enabled",
+            quantized=True, shipped=True, label="int8 .pte (XNNPACK)", requires=("executorch.enabled",),
             quantized_unless="executorch.quantize"),
 )
 BY_ID = {v.id: v for v in VARIANTS}
@@ -83,6 +85,13 @@ def variant(variant_id: str) -> Variant:
 def variants_for(recipe: Recipe) -> list[Variant]:
     """The variants a build of this recipe has, in table order."""
     return [v for v in VARIANTS if v.applies(recipe)]
+
+
+def mobile_variant(built: Iterable[str]) -> str:
+    """The file an app ships from a build's variants (ids): the .ptl, or the .pte where the .ptl chain is off, or
+    the fp32 reference where neither is built."""
+    ids = set(built)
+    return next((v for v in (MOBILE, "pte") if v in ids), REFERENCE)
 
 
 def shipped(recipe: Recipe) -> list[Variant]:

@@ -34,7 +34,7 @@ from vitq.build.pipeline import model_files
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths
 from vitq.recipe import ENGINES, Recipe
-from vitq.variants import CROSS_CHECK, MOBILE, REFERENCE, Variant, loaded_from, variants_for
+from vitq.variants import CROSS_CHECK, REFERENCE, Variant, loaded_from, mobile_variant, variants_for
 
 SCHEMA_ID = "vitq.bench/2"
 RATIO_TO = {REFERENCE: f"ratio_vs_{REFERENCE}", CROSS_CHECK: f"ratio_vs_{CROSS_CHECK}"}
@@ -354,7 +354,7 @@ def assemble(recipe: Recipe, results: list[dict[str, Any]], inputs: Inputs, batc
                   "source": "samples/ (the build's sample images, preprocessed by the recipe; repeated to fill a batch)"},
         "timing": "time.perf_counter around one forward call per run (torch under no_grad); ms per batch",
         "memory": memory_method,
-        "mobile": MOBILE,
+        "mobile": mobile_variant(v.id for v in variants_for(recipe)),
         "fastest": fastest(results, batch_sizes),
         "variants": results,
     }

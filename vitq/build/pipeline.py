@@ -25,7 +25,7 @@ Files = dict[str, Path]
 MODEL_CODE = ("torch", "timm", "transformers", "safetensors")
 IMAGES = ("pillow", "torchvision", "numpy")
 # The recipe fields that switch variants on (which ones a build has, so what evaluation loads).
-VARIANT_SWITCHES = tuple(v.requires for v in VARIANTS if v.requires)
+VARIANT_SWITCHES = tuple(dict.fromkeys(field for v in VARIANTS for field in v.requires))
 
 
 @dataclass(frozen=True)

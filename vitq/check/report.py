@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitq.variants import MOBILE, REFERENCE, VARIANTS
+from vitq.variants import MOBILE, REFERENCE, VARIANTS, mobile_variant
 
 
 def table(manifest: dict[str, Any]) -> str:
@@ -38,8 +38,7 @@ def markdown(manifest: dict[str, Any]) -> str:
         f"# {recipe['name']} {recipe['version']}: {verdict}",
         "",
         f"Weights: {manifest['weights']['source']}; {manifest['accuracy'][REFERENCE]['n']} sample images, "
-        f"{manifest['classes']} classes. Mobile artifact: `{_path(manifest, MOBILE)}` (PyTorch Lite, "
-        "dynamic int8 for ARM/qnnpack).",
+        f"{manifest['classes']} classes. Mobile artifact: {_mobile(manifest)}.",
     ]
     out += _delegation(manifest)
     if manifest["weights"].get("note"):
@@ -84,6 +83,12 @@ def _gates_by_variant(checks: list[dict[str, Any]]) -> dict[str, str]:
 def _bound(error: float) -> str:
     """A recorded error statistic is an upper bound at 2 significant digits (vitq.numerics)."""
     return "0" if error == 0 else f"≤ {error:.1e}"
+
+
+def _mobile(manifest: dict[str, Any]) -> str:
+    app = mobile_variant([a["name"] for a in manifest["artifacts"]])
+    what = {MOBILE: "PyTorch Lite, dynamic int8 for ARM/qnnpack", "pte": "ExecuTorch, XNNPACK"}.get(app, "float reference")
+    return f"`{_path(manifest, app)}` ({what})"
 
 
 def _path(manifest: dict[str, Any], name: str) -> str:

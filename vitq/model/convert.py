@@ -17,6 +17,7 @@ from vitq.recipe import QUANTIZED_MODULES, Recipe
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 MODULES = {name: getattr(torch.nn, name) for name in QUANTIZED_MODULES}
 TRACE_TOLERANCE = 1e-4
+PTL_OFF = "or switch the .ptl chain off with mobile: {enabled: false}"  # a hint of every TorchScript error
 
 
 def quantize_dynamic_int8(recipe: Recipe, model: torch.nn.Module) -> torch.nn.Module:
@@ -34,7 +35,7 @@ def export_torchscript(recipe: Recipe, model: torch.nn.Module) -> torch.jit.Scri
                 return torch.jit.script(model)
         except Exception as exc:
             raise RecipeError(recipe.path, "export.method",
-                              f"torch.jit.script failed ({first_line(exc)}); try method: trace") from None
+                              f"torch.jit.script failed ({first_line(exc)}); try method: trace, {PTL_OFF}") from None
     traced = torch.jit.trace(model, networks.example_input(recipe), check_trace=False)
     _check_trace(recipe, model, traced)
     return traced

@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
-from vitq.errors import RecipeError, first_line
+from vitq.errors import converting, quiet_stderr
 from vitq.model import networks
 from vitq.progress import Progress
 from vitq.recipe import Recipe
 
 PARTITIONER_LOGGER = "executorch.backends.xnnpack"
+PTE_OFF = "or switch the .pte off with executorch: {enabled: false}"
 TUPLE_UNPACKING = "getitem"  # unpacks a delegate's outputs: no compute, not counted as portable
 
 
@@ -44,21 +45,17 @@ def export_executorch(recipe: Recipe, model: torch.nn.Module) -> tuple[bytes, di
 
     example = (networks.example_input(recipe),)
     quantize = recipe.executorch.quantize == "dynamic_int8"
-    with Progress(4 if quantize else 3, unit="step") as progress:
-        try:
-            progress.step("export (torch.export)")
-            program = torch.export.export(prepare_for_xnnpack(model), example, strict=False)
-            if quantize:
-                progress.step("quantize (pt2e dynamic int8)")
-                program = torch.export.export(_quantize_pt2e(program.module(), example), example, strict=False)
-            progress.step("lower (XNNPACK)")
-            with partitioner_reasons() as reasons:
-                edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(),
-                                                   partitioner=[XnnpackPartitioner()])
-        except Exception as exc:
-            raise RecipeError(recipe.path, "executorch", f"torch.export cannot export {recipe.model.name} for "
-                              f"ExecuTorch ({first_line(exc)[:200]}); try executorch: {{quantize: none}}, or switch the .pte "
-                              "off with executorch: {enabled: false}") from None
+    pte_off = f"try executorch: {{quantize: none}}, {PTE_OFF}"
+    with (Progress(4 if quantize else 3, unit="step") as progress, quiet_stderr(),  # a failure's fake-tensor log
+          converting(recipe.path, "executorch", f"exporting {recipe.model.name} for ExecuTorch", pte_off)):
+        progress.step("export (torch.export)")
+        program = torch.export.export(prepare_for_xnnpack(model), example, strict=False)
+        if quantize:
+            progress.step("quantize (pt2e dynamic int8)")
+            program = torch.export.export(_quantize_pt2e(program.module(), example), example, strict=False)
+        progress.step("lower (XNNPACK)")
+        with partitioner_reasons() as reasons:
+            edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])
         delegation = delegation_record(edge.exported_program().graph_module, reasons)
         progress.step("serialize (to_executorch)")
         return edge.to_executorch().buffer, delegation

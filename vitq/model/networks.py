@@ -24,10 +24,6 @@ from vitq.errors import RecipeError, VitqError, first_line
 from vitq.model.logits import LogitsOnly
 from vitq.recipe import Recipe
 
-# transformers model classes accepted as ``model.name`` when the config comes from ``kwargs`` alone
-# (no hub lookup), e.g. for random or local-file weights.
-TRANSFORMERS_CLASSES = ("ViTForImageClassification",)
-
 
 def create_model(recipe: Recipe) -> Any:
     """The architecture with freshly initialised weights (seed the RNG before calling)."""
@@ -186,8 +182,6 @@ def _create_timm(recipe: Recipe, pretrained: bool) -> Any:
         guess = difflib.get_close_matches(name, timm.list_models(), n=1)
         hint = f"; did you mean '{guess[0]}'?" if guess else ""
         raise RecipeError(recipe.path, "model.name", f"unknown timm model '{name}'{hint}")
-    if not name.startswith(("vit_", "deit_", "deit3_")):
-        raise RecipeError(recipe.path, "model.name", f"'{name}' is not a ViT-family model (vit_*, deit_*, deit3_*)")
     try:
         model = timm.create_model(name, pretrained=pretrained, **recipe.model.kwargs)
     except TypeError as exc:
@@ -196,29 +190,48 @@ def _create_timm(recipe: Recipe, pretrained: bool) -> Any:
 
 
 def _create_transformers(recipe: Recipe, pretrained: bool) -> Any:
-    from transformers import ViTConfig, ViTForImageClassification
+    """Any transformers image classifier: hub weights by id or folder, or the architecture from the hub's (or a
+    folder's) config, or from a model class's default config (``name: MobileViTForImageClassification``) with
+    ``kwargs`` on top."""
+    from transformers import AutoConfig, AutoModelForImageClassification
 
     name, overrides = recipe.model.name, dict(recipe.model.kwargs)
     if pretrained:
-        model = ViTForImageClassification.from_pretrained(name, **overrides)
-    elif name in TRANSFORMERS_CLASSES:
+        model = AutoModelForImageClassification.from_pretrained(name, **overrides)
+    elif name in transformers_classes():
+        import transformers
+
+        model_class = getattr(transformers, name)
         try:
-            model = ViTForImageClassification(ViTConfig(**overrides))
+            model = model_class(model_class.config_class(**overrides))
         except (TypeError, ValueError) as exc:
             raise RecipeError(recipe.path, "model.kwargs", first_line(exc)) from None
     else:
         try:
-            config = ViTConfig.from_pretrained(name, **overrides)
+            config = AutoConfig.from_pretrained(name, **overrides)
+            model = AutoModelForImageClassification.from_config(config)
         except Exception as exc:
+            guess = difflib.get_close_matches(name, transformers_classes(), n=1)
+            hint = f"did you mean {guess[0]}, " if guess else ""
             raise RecipeError(
                 recipe.path,
                 "model.name",
-                f"cannot get the config of '{name}' ({first_line(exc)}); use name: ViTForImageClassification "
-                "with the config in model.kwargs, or populate the Hugging Face cache",
+                f"cannot get the config of '{name}' ({first_line(exc)}); {hint}use a model class "
+                "(e.g. ViTForImageClassification) with the config in model.kwargs, or populate the Hugging Face cache",
             ) from None
-        model = ViTForImageClassification(config)
     model.eval()
     return LogitsOnly(model).eval()
+
+
+def transformers_classes() -> list[str]:
+    """The transformers image-classification model classes a recipe may name (the architecture built from the
+    class's default config plus ``kwargs``): every class AutoModelForImageClassification knows."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+    names = set()
+    for value in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES.values():
+        names.update(value if isinstance(value, tuple) else (value,))
+    return sorted(names)
 
 
 def load_fp32(recipe: Recipe, path: Path) -> Any:

@@ -7,8 +7,6 @@ Which loader a variant uses is its ``runtime`` column in the variant table.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitq.errors import InputError, VitqError, first_line
+from vitq.errors import InputError, VitqError, first_line, quiet_stderr
 from vitq.model import convert, networks
 from vitq.model.torch_setup import set_engine
 from vitq.recipe import Recipe
@@ -69,7 +67,7 @@ def load_lite(path: Path) -> Any:
 
 def load_pte(path: Path) -> Runner:
     """An ExecuTorch program's forward method; it was exported for batch 1, so a batch runs image by image."""
-    with _quiet_stderr():  # the runtime logs its CPU probing on first use
+    with quiet_stderr():  # the runtime logs its CPU probing on first use
         from executorch.runtime import Runtime
 
         program = Runtime.get().load_program(Path(path))
@@ -77,24 +75,16 @@ def load_pte(path: Path) -> Runner:
     if method is None:
         raise InputError(path, "ExecuTorch program has no forward method")
 
+    first = True  # XNNPACK probes the CPU on the first run and logs each step of it
+
     def run(batch: torch.Tensor) -> np.ndarray:
-        return np.concatenate([method.execute([image[None].contiguous()])[0].float().numpy() for image in batch])
+        nonlocal first
+        with quiet_stderr() if first else contextlib.nullcontext():
+            first = False
+            return np.concatenate([method.execute([image[None].contiguous()])[0].float().numpy() for image in batch])
 
     run.program = program  # the method runs inside the program's memory: it lives as long as the runner
     return run
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def torch_runner(module: Any) -> Runner:

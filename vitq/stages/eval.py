@@ -8,7 +8,7 @@ from vitq.check.evaluate import evaluate
 from vitq.fileio import write_json
 from vitq.layout import SAMPLES
 from vitq.recipe import Recipe
-from vitq.variants import MOBILE, REFERENCE
+from vitq.variants import REFERENCE, mobile_variant
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
@@ -16,5 +16,6 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     result = evaluate(recipe, models, inputs[SAMPLES])
     write_json(outputs["eval"], {"schema": "vitq.eval/1", **result})
     m = result["metrics"]
+    app = mobile_variant(m)
     return (f"{len(m)} variants x {result['n']} images: {REFERENCE} top-1 {m[REFERENCE]['top1']:.1%}, "
-            f"{MOBILE} top-1 {m[MOBILE]['top1']:.1%} (agreement {m[MOBILE]['agreement']:.1%})")
+            f"{app} top-1 {m[app]['top1']:.1%} (agreement {m[app]['agreement']:.1%})")

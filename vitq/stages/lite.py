@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from vitq.errors import VitqError
+from vitq.errors import VitqError, converting
 from vitq.fileio import atomic_path
 from vitq.layout import SAMPLES
+from vitq.model.convert import PTL_OFF
 from vitq.model.preprocess import load_batch
 from vitq.model.runtimes import load_lite, load_torchscript
 from vitq.model.samples import read_samples
@@ -32,7 +33,9 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     saved = torch.jit.freeze(scripted.eval()) if freeze else scripted
     sample = read_samples(inputs[SAMPLES])[0].path
     with atomic_path(outputs["lite"]) as tmp:
-        saved._save_for_lite_interpreter(str(tmp))
+        with converting(recipe.path, "mobile", "saving for the lite interpreter", PTL_OFF.removeprefix("or ")):
+            saved._save_for_lite_interpreter(str(tmp))
+            load_lite(tmp)
         diff, top1 = check_lite(recipe, scripted, tmp, sample)  # against the file it came from
     frozen = " (frozen)" if freeze else ""
     return (f"{source.name}{frozen} -> {outputs['lite'].name}, reloaded in the lite interpreter and run on {sample.name} "

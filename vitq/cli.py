@@ -6,6 +6,8 @@
     vitq report RECIPE_OR_BUILD_DIR              report.md plus what each build stage cost (time, memory)
     vitq diff A B                                what differs between two builds and from which stage; 0 same, 1 not
     vitq cache status RECIPE                     per stage, would a build hit or miss the shared cache (VITQ_CACHE)
+    vitq new MODEL [-o PATH]                     a recipe for a timm model or transformers hub id/folder, with its
+                                                 own preprocessing (default recipes/<name>.yaml; never overwrites)
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     cache_status = cache_commands.add_parser("status", help="per stage, whether a build would hit or miss the cache "
                                              "(builds nothing)")
     cache_status.add_argument("recipe", help="a recipe name (recipes/ or VITQ_RECIPES) or its YAML file")
+    new = commands.add_parser("new", help="write a recipe for a model, with the preprocessing of its pretrained config")
+    new.add_argument("model", help="a timm model name, or a transformers hub id (owner/name) or local folder")
+    new.add_argument("-o", "--output", type=Path, help="the recipe file to write (default: recipes/<name>.yaml)")
     args = parser.parse_args(argv)
     handler = {"verify": _verify, "release": _release, "predict": _predict, "report": _report, "diff": _diff,
-               "cache": _cache_status}[args.command]
+               "cache": _cache_status, "new": _new}[args.command]
     return run_command(lambda: handler(args), prefix="vitq: ")
 
 
@@ -139,6 +144,31 @@ def _cache_status(args: argparse.Namespace) -> int:
     print(f"{recipe.name}: {URL_VAR}={config.url} (mode {config.mode}), builds in {paths.root}")
     for verdict in status(recipe, paths, Store.open(config.url)):
         print(f"  {verdict.stage:<10} {(verdict.key or '')[:12]:<12}  {verdict.state}")
+    return OK
+
+
+def _new(args: argparse.Namespace) -> int:
+    import re
+
+    from vitq.build.discovery import PROJECT_ROOT
+    from vitq.errors import InputError
+    from vitq.fileio import write_text
+    from vitq.model.model_recipe import recipe_text
+    from vitq.recipe import load_recipe
+
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", Path(args.model.rstrip("/")).name)
+    target = args.output or PROJECT_ROOT / "recipes" / f"{name}.yaml"
+    if target.exists():
+        raise InputError(target, "exists already; vitq new never overwrites a recipe (give another -o PATH)")
+    text = recipe_text(args.model)
+    write_text(target, text)
+    try:
+        load_recipe(target)
+    except Exception:
+        target.unlink()  # a recipe vitq wrote must validate: never leave one that does not
+        raise
+    print(f"{target}: recipe for {args.model}; build it with doit build:{target.stem}"
+          + ("" if target.parent == PROJECT_ROOT / "recipes" else f" (VITQ_RECIPES={target.parent})"))
     return OK
 
 

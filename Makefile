@@ -22,7 +22,7 @@ lint: $(STAMP)
 
 # The unit tier: every test that calls vitq's functions directly (no doit subprocesses). Under a minute.
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not e2e" -q
+	$(VENV)/bin/python -m pytest -m "not e2e and not heavy" -q
 
 # Everything CI runs: lint, the unit tier and the end-to-end builds.
 test: lint

@@ -164,7 +164,10 @@ class ExecuTorch(_Section):
     """The ExecuTorch program (.pte, XNNPACK backend), the successor of the PyTorch Mobile .ptl."""
 
     enabled: bool = True
-    quantize: Literal["dynamic_int8", "none"] = "dynamic_int8"  # none: a float program, for comparison
+    # dynamic_int8: int8 weights per channel, activations per token at run time; 8da4w: 4-bit weights in groups of
+    # group_size input channels (8-bit dynamic activations); none: a float program
+    quantize: Literal["dynamic_int8", "8da4w", "none"] = "dynamic_int8"
+    group_size: Annotated[int, Field(ge=32, multiple_of=32)] = 32  # XNNPACK's int4 groups: a multiple of 32
 
 
 class Samples(_Section):

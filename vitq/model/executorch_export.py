@@ -30,29 +30,28 @@ TUPLE_UNPACKING = "getitem"  # unpacks a delegate's outputs: no compute, not cou
 
 
 def export_executorch(recipe: Recipe, model: torch.nn.Module) -> tuple[bytes, dict[str, Any]]:
-    """The model as an ExecuTorch program lowered to XNNPACK, dynamic int8 per-channel unless
-    ``executorch.quantize: none``; with what the partitioner delegated (nodes per operator, and why any stayed out).
+    """The model as an ExecuTorch program lowered to XNNPACK, quantized as ``executorch.quantize`` says
+    (vitq.model.pte_quantization); with what the partitioner delegated (nodes per operator, and why any stayed out).
 
-    xnnpack rewrites -> torch.export (non-strict: transformers' forward takes keywords) -> XNNPACKQuantizer + pt2e
-    (one calibration call) -> to_edge_transform_and_lower(edge passes, XnnpackPartitioner) -> to_executorch.
-    Exported for batch 1, as an app runs it.
+    xnnpack rewrites -> torch.export (non-strict: transformers' forward takes keywords) and quantization ->
+    to_edge_transform_and_lower(edge passes, XnnpackPartitioner) -> to_executorch. Exported for batch 1, as an app
+    runs it.
     """
     use_venv_flatc()
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
+    from vitq.model.pte_quantization import quantize_for_xnnpack
     from vitq.model.xnnpack_rewrites import edge_passes, prepare_for_xnnpack
 
     example = (networks.example_input(recipe),)
-    quantize = recipe.executorch.quantize == "dynamic_int8"
+    strategy = recipe.executorch.quantize
     pte_off = f"try executorch: {{quantize: none}}, {PTE_OFF}"
-    with (Progress(4 if quantize else 3, unit="step") as progress, quiet_stderr(),  # a failure's fake-tensor log
+    with (Progress(3, unit="step") as progress, quiet_stderr(),  # a failure's fake-tensor log
           converting(recipe.path, "executorch", f"exporting {recipe.model.name} for ExecuTorch", pte_off)):
-        progress.step("export (torch.export)")
-        program = torch.export.export(prepare_for_xnnpack(model), example, strict=False)
-        if quantize:
-            progress.step("quantize (pt2e dynamic int8)")
-            program = torch.export.export(_quantize_pt2e(program.module(), example), example, strict=False)
+        progress.step(f"export and quantize (torch.export, {strategy})")
+        program = quantize_for_xnnpack(prepare_for_xnnpack(model), example, strategy,
+                                       group_size=recipe.executorch.group_size)
         progress.step("lower (XNNPACK)")
         with partitioner_reasons() as reasons:
             edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])
@@ -111,19 +110,6 @@ def operator_name(node_name: str) -> str:
     """``aten_expand_copy_default_3`` -> ``aten_expand_copy_default``: a node's operator, as get_delegation_info
     names it."""
     return re.sub(r"_\d+$", "", node_name)
-
-
-def _quantize_pt2e(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.nn.Module:
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
-    prepared = prepare_pt2e(module, quantizer)
-    prepared(*example)  # dynamic quantization: one call records the graph, no calibration data needed
-    return convert_pt2e(prepared)
 
 
 def use_venv_flatc() -> None:

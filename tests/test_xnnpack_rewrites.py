@@ -9,17 +9,31 @@ import copy
 import pytest
 import torch
 
+from vitq.model.executorch_export import LoweredProgramFails, run_lowered_once
 from vitq.model.logits import LogitsOnly
 from vitq.model.xnnpack_rewrites import (
     UNMASKED_EAGER,
+    ChannelLayerNorm4d,
+    FoldedRelativePositionBias,
     FusedQkvAttention,
+    GroupNorm4d,
     LayerNorm4d,
+    LinearSelfAttentionMeans,
+    MeanAs4d,
+    RemoveAliasCopy,
     RemoveNoopExpand,
+    RollAsSlices,
     SelectAsSliceView,
+    SplitAsSlices,
     SqueezeAsView,
+    StridedSliceAsView,
+    edge_passes,
+    folded_relative_position_biases,
     fused_qkv_projections,
     layer_norms_as_4d_means,
+    linear_self_attention_means,
     prepare_for_xnnpack,
+    reparameterized_branches,
     unfused_attention,
 )
 
@@ -177,3 +191,174 @@ def test_xnnpack_takes_the_whole_transformers_vit_and_executorch_runs_it(tmp_pat
         want = model(inputs)
     got = torch.from_numpy(load_pte(tmp_path / "hf.pte")(inputs))
     assert (got - want).abs().max().item() <= 0.1 * want.abs().max().item()
+
+
+# The mobile ViT families (issue 21): each module rewrite against the timm module it replaces, each edge pass on a
+# tiny module holding the pattern it targets (to_edge only), and one small lowering with all of them.
+
+def randn(*shape: int, seed: int = 3) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def randomized(module: torch.nn.Module) -> torch.nn.Module:
+    """Affine weights and biases away from their 1 / 0 init, so a mixed-up parameter shows."""
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.normal_()
+    return module.eval()
+
+
+def test_channel_layer_norm_4d_computes_timms_layer_norm_2d():
+    from timm.layers import LayerNorm2d
+
+    norm = randomized(LayerNorm2d(24, eps=1e-5))
+    rewritten = layer_norms_as_4d_means(copy.deepcopy(norm))
+    assert type(rewritten) is ChannelLayerNorm4d  # an nn.LayerNorm subclass, but not over the last dim
+    assert max_diff(norm, rewritten, 3 + 2 * randn(2, 24, 5, 7)) <= EXACT
+
+
+def test_timms_last_dim_layer_norm_becomes_layer_norm_4d():
+    from timm.layers import LayerNorm
+
+    assert type(layer_norms_as_4d_means(LayerNorm(8))) is LayerNorm4d
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_group_norm_4d_computes_the_same(groups):
+    from timm.layers import GroupNorm1
+
+    norm = randomized(GroupNorm1(8) if groups == 1 else torch.nn.GroupNorm(groups, 8))
+    rewritten = layer_norms_as_4d_means(copy.deepcopy(norm))
+    assert type(rewritten) is GroupNorm4d
+    assert max_diff(norm, rewritten, 3 + 2 * randn(2, 8, 4, 6)) <= EXACT
+
+
+def test_linear_self_attention_means_computes_the_same():
+    from timm.models.mobilevit import LinearSelfAttention
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(LinearSelfAttention(16)).eval()
+    rewritten = linear_self_attention_means(copy.deepcopy(model))
+    assert isinstance(rewritten[0], LinearSelfAttentionMeans)
+    assert max_diff(model, rewritten, randn(2, 16, 4, 9)) <= EXACT
+
+
+def test_folded_relative_position_bias_computes_the_same():
+    from timm.models.swin_transformer import WindowAttention
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(WindowAttention(16, num_heads=2, window_size=3)).eval()
+    with torch.no_grad():
+        model[0].relative_position_bias_table.normal_()
+    rewritten = folded_relative_position_biases(copy.deepcopy(model))
+    assert isinstance(rewritten[0], FoldedRelativePositionBias)
+    assert max_diff(model, rewritten, randn(4, 9, 16)) <= EXACT
+    program = torch.export.export(rewritten, (randn(4, 9, 16),), strict=False)
+    assert not any("index" in str(n.target) for n in program.graph.nodes if n.op == "call_function")
+
+
+def test_reparameterized_branches_compute_the_same():
+    from timm.models.fastvit import MobileOneBlock
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(MobileOneBlock(8, 8, 3), MobileOneBlock(8, 8, 1, use_act=False))
+    for module in model.modules():  # BatchNorm statistics away from 0 / 1, so an unfolded one shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    rewritten = reparameterized_branches(copy.deepcopy(model))
+    assert all(block.reparam_conv is not None for block in rewritten)
+    assert max_diff(model, rewritten, randn(2, 8, 6, 6)) <= EXACT
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1))
+    assert reparameterized_branches(plain) is plain
+
+
+class Patterns(torch.nn.Module):
+    """What the mobile families leave on portable kernels: torch.split / chunk, a token mean over dim 1 of a 3-D
+    tensor and a 4-D mean over dims [2, 3] without keepdim, a strided subsample whose length the step does not
+    divide, torch.roll over two dims, a slice over whole dims (an alias), an unsqueeze at the front."""
+
+    def forward(self, x):  # x: [1, 7, 5, 8]
+        a, b, c = x.split([2, 3, 3], dim=-1)
+        d, e = x.chunk(2, dim=1)
+        tokens = (b * c).flatten(1, 2)  # [1, 35, 3]
+        pooled = tokens.mean(1) + x.mean((2, 3))[:, :3]
+        strided = a[:, ::2, ::3]  # 7 -> 4 rows, 5 -> 2 columns
+        rolled = torch.roll(x, shifts=(-2, 3), dims=(1, 2))
+        return pooled, strided, d[:, :3] * e, rolled[:, :7, :5] * x.unsqueeze(0)[0]
+
+
+PASS_OPS = {SplitAsSlices: ("split",), MeanAs4d: ("mean",), StridedSliceAsView: ("slice",),
+            RollAsSlices: ("index_select", "arange", "fmod"), SqueezeAsView: ("unsqueeze",),
+            RemoveAliasCopy: ("alias_copy",)}
+
+
+@pytest.fixture(scope="module")
+def edge_patterns():
+    from executorch.exir import to_edge
+
+    return to_edge(torch.export.export(Patterns(), (randn(1, 7, 5, 8),), strict=False))
+
+
+def means_xnnpack_rejects(edge) -> int:
+    """mean.dim nodes other than XNNPACK's one: dims [2, 3] of a 4-D tensor, keepdim."""
+    return sum("mean.dim" in str(n.target) and not (n.args[0].meta["val"].dim() == 4 and sorted(n.args[1]) == [2, 3]
+                                                   and len(n.args) > 2 and n.args[2])
+               for n in edge.exported_program().graph.nodes if n.op == "call_function")
+
+
+def strided_slices(edge) -> int:
+    return sum("slice_copy" in str(n.target) and len(n.args) > 4 and n.args[4] != 1
+               for n in edge.exported_program().graph.nodes if n.op == "call_function")
+
+
+@pytest.mark.parametrize("edge_pass", PASS_OPS)
+def test_mobile_edge_pass_removes_its_pattern_and_keeps_the_output(edge_patterns, edge_pass):
+    after = edge_patterns.transform([edge_pass()])
+    for op in PASS_OPS[edge_pass]:
+        remaining = {"mean": means_xnnpack_rejects, "slice": strided_slices}.get(op, lambda e, o=op: count(e, o))
+        assert remaining(edge_patterns) > 0, op
+        assert remaining(after) == 0, op
+    inputs = randn(1, 7, 5, 8, seed=6)
+    with torch.no_grad():
+        want = edge_patterns.exported_program().module()(inputs)
+        got = after.exported_program().module()(inputs)
+    assert max(float((w - g).abs().max()) for w, g in zip(want, got, strict=True)) <= EXACT
+
+
+def test_roll_as_slices_keeps_an_index_that_is_no_rotation():
+    from executorch.exir import to_edge
+
+    class Gather(torch.nn.Module):
+        def forward(self, x):
+            return x.index_select(1, torch.tensor([2, 0, 1, 1]))
+
+    edge = to_edge(torch.export.export(Gather(), (randn(1, 4, 3),), strict=False))
+    assert count(edge.transform([RollAsSlices()]), "index_select") == 1
+
+
+def test_xnnpack_takes_every_mobile_pattern_and_executorch_runs_it():
+    """One small lowering with every edge pass: nothing left on portable kernels, the runtime's outputs as eager's."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
+
+    use_venv_flatc()
+    inputs = randn(1, 7, 5, 8, seed=6)
+    program = torch.export.export(Patterns(), (inputs,), strict=False)
+    with partitioner_reasons() as reasons:
+        edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])
+    delegation = delegation_record(edge.exported_program().graph_module, reasons)
+    assert delegation["portable_nodes"] == 0, delegation
+    got = run_lowered_once(edge.to_executorch().buffer, (inputs,))
+    with torch.no_grad():
+        want = Patterns()(inputs)
+    assert max(float((w - g).abs().max()) for w, g in zip(want, got, strict=True)) <= EXACT
+
+
+def test_run_lowered_once_names_the_runtimes_cause():
+    with pytest.raises(LoweredProgramFails, match="does not run in ExecuTorch: .+"):
+        run_lowered_once(b"not a program", (images(1),))

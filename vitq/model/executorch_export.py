@@ -57,7 +57,46 @@ def export_executorch(recipe: Recipe, model: torch.nn.Module) -> tuple[bytes, di
             edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])
         delegation = delegation_record(edge.exported_program().graph_module, reasons)
         progress.step("serialize (to_executorch)")
-        return edge.to_executorch().buffer, delegation
+        program = edge.to_executorch().buffer
+        run_lowered_once(program, example)  # XNNPACK 1.3.1 lowers programs its runtime then refuses
+    return program, delegation
+
+
+class LoweredProgramFails(RuntimeError):
+    """The lowered program does not run in ExecuTorch's runtime (XNNPACK refuses it at its first execute)."""
+
+
+def run_lowered_once(program: bytes, example: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """Run the serialized program once on the example in ExecuTorch's runtime, as an app would; its outputs. Raise
+    LoweredProgramFails with the runtime's own cause (the first error line it logs, e.g. XNNPACK 1.3.1's
+    "Propagating input shapes failed with code: xnn_status_invalid_parameter" for dynamically quantized
+    EfficientViT and TinyViT) when it does not run: lowering succeeds there, only execute() fails, and the
+    exception itself says only "method->execute() failed with error 0x1"."""
+    import tempfile
+
+    from executorch.runtime import Runtime
+
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile(mode="w+") as log:
+        path = Path(folder) / "program.pte"
+        path.write_bytes(program)
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)  # the runtime logs the cause from C++, on stderr
+        try:
+            loaded = Runtime.get().load_program(path)  # the method runs inside the program's memory: keep both
+            outputs = loaded.load_method("forward").execute([t.contiguous() for t in example])
+        except Exception as exc:
+            failure: Exception | None = exc
+        else:
+            failure = None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if failure is not None:
+            log.seek(0)
+            causes = [line.strip() for line in log if "Error" in line or "failed" in line]
+            cause = causes[0] if causes else str(failure).splitlines()[0]
+            raise LoweredProgramFails(f"the lowered program does not run in ExecuTorch: {cause}") from None
+    return list(outputs)
 
 
 def delegation_record(graph_module: torch.fx.GraphModule, reasons: dict[str, str]) -> dict[str, Any]:

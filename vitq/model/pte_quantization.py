@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Iterable
 
 import torch
 
-from vitq.model.xnnpack_rewrites import LayerNorm4d
+from vitq.model.xnnpack_rewrites import NORMS_4D
 
 # In the order of what each asks of the caller: nothing (float, then int8 decided at run time), a group size,
 # calibration images.
@@ -143,7 +143,8 @@ def _quantize_pt2e(module: torch.nn.Module, example: tuple, calibration: list[to
     for op in operators or ():
         quantizer.set_operator_type(op, config)
     if not dynamic:
-        quantizer.set_module_type(LayerNorm4d, None)
+        for norm in NORMS_4D:
+            quantizer.set_module_type(norm, None)
     if keep_float:  # set_module_name(name, None) is refused ("not supported yet") in executorch 1.3.1
         inside = [get_module_name_filter(name) for name in keep_float]
         quantizer.set_filter_function(lambda node: not any(within(node) for within in inside))

@@ -8,19 +8,25 @@ all-zero attention mask (transformers), one q/k/v linear (transformers; three th
 input cut the delegate), LayerNorm as 4-D means. On the edge graph, before partitioning, the shape-only leftovers
 become views (squeeze, the class token's select) or disappear (expands that change nothing).
 
+The mobile families (issue 21) add: LayerNorm over NCHW's channels (timm LayerNorm2d) and GroupNorm as 4-D means
+too, FastViT's train-time branches folded (timm's reparameterize_model), Swin's relative position bias read from a
+buffer, MobileViT v2's context sum as a mean; on the edge graph split as slices, means over other dims or ranks as
+4-D means, strided slices as pad + view + slice, and torch.roll (Swin's shifted windows) as two slices and a cat.
+
 Use: ``prepare_for_xnnpack(model)`` before torch.export, ``transform_passes=edge_passes()`` in
 ``to_edge_transform_and_lower``. Nothing here imports vitq."""
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from executorch.exir.dialects._ops import ops as exir_ops
 from executorch.exir.pass_base import ExportPass
 
 EDGE = exir_ops.edge.aten
-SQUEEZES = (EDGE.squeeze_copy.default, EDGE.squeeze_copy.dim, EDGE.squeeze_copy.dims)
+SQUEEZES = (EDGE.squeeze_copy.default, EDGE.squeeze_copy.dim, EDGE.squeeze_copy.dims, EDGE.unsqueeze_copy.default)
 UNMASKED_EAGER = "unmasked_eager"  # the attention name registered with transformers (see unfused_attention)
 
 
@@ -98,17 +104,14 @@ class LayerNorm4d(torch.nn.Module):
     """LayerNorm over the last dim as means of a [N, 1, C, 1] view: the only mean XNNPACK lowers (global average
     pooling) reduces dims [2, 3] of a 4-D tensor, and with one channel its NHWC layout is the same memory."""
 
-    def __init__(self, norm: torch.nn.LayerNorm):
+    def __init__(self, norm: torch.nn.Module):
         super().__init__()
         self.eps = norm.eps
         self.weight = norm.weight  # shared, not copied: the rewrite replaces the module in place
         self.bias = norm.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, 1, x.shape[-1], 1)
-        centered = flat - flat.mean(dim=(2, 3), keepdim=True)
-        variance = (centered * centered).mean(dim=(2, 3), keepdim=True)
-        out = (centered * torch.rsqrt(variance + self.eps)).reshape(x.shape)
+        out = _normalized(x.reshape(-1, 1, x.shape[-1], 1), self.eps).reshape(x.shape)
         if self.weight is not None:
             out = out * self.weight
         if self.bias is not None:
@@ -116,33 +119,165 @@ class LayerNorm4d(torch.nn.Module):
         return out
 
 
+def _normalized(flat: torch.Tensor, eps: float) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) of each [1, K, 1] row of a [M, 1, K, 1] tensor, with XNNPACK's 4-D means."""
+    centered = flat - flat.mean(dim=(2, 3), keepdim=True)
+    variance = (centered * centered).mean(dim=(2, 3), keepdim=True)
+    return centered * torch.rsqrt(variance + eps)
+
+
+class ChannelLayerNorm4d(LayerNorm4d):
+    """timm's LayerNorm2d (LayerNorm over the channels of NCHW, TinyViT, EfficientFormer, ConvNeXt) as LayerNorm4d
+    between the same two permutes: it is an nn.LayerNorm subclass, but normalizes dim 1, not the last."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class GroupNorm4d(torch.nn.Module):
+    """nn.GroupNorm (MobileViT v2's GroupNorm1: one group, a LayerNorm over C, H and W) as 4-D means of a
+    [N * groups, 1, C / groups * H * W, 1] view; XNNPACK has no group_norm."""
+
+    def __init__(self, norm: torch.nn.GroupNorm):
+        super().__init__()
+        self.groups, self.eps = norm.num_groups, norm.eps
+        self.weight = norm.weight
+        self.bias = norm.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = _normalized(x.reshape(x.shape[0] * self.groups, 1, -1, 1), self.eps).reshape(x.shape)
+        affine = (1, -1) + (1,) * (x.dim() - 2)  # per channel
+        if self.weight is not None:
+            out = out * self.weight.reshape(affine)
+        if self.bias is not None:
+            out = out + self.bias.reshape(affine)
+        return out
+
+
+LAST_DIM_NORMS = ("LayerNorm",)  # torch's and timm's (timm.layers.LayerNorm: F.layer_norm over the last dim)
+CHANNEL_NORMS = ("LayerNorm2d",)  # timm.layers.LayerNorm2d: permute to NHWC, F.layer_norm, permute back
+GROUP_NORMS = ("GroupNorm", "GroupNorm1")  # torch's and timm's: F.group_norm
+NORMS_4D = (LayerNorm4d, ChannelLayerNorm4d, GroupNorm4d)  # what the rewrites put in the norms' place
+
+
 def layer_norms_as_4d_means(model: torch.nn.Module) -> torch.nn.Module:
-    """Every nn.LayerNorm over the last dim becomes a LayerNorm4d with the same weight, bias and eps (XNNPACK has
-    no LayerNorm). In place; returns the model (or its replacement, when the model itself is a LayerNorm)."""
-    if _last_dim_norm(model):
-        return LayerNorm4d(model)
+    """Every LayerNorm over the last dim becomes a LayerNorm4d, every timm LayerNorm2d (over NCHW's channels) a
+    ChannelLayerNorm4d and every nn.GroupNorm a GroupNorm4d, with the same weight, bias and eps (XNNPACK has no
+    LayerNorm or GroupNorm). In place; returns the model (or its replacement, when the model itself is a norm)."""
+    if (replacement := _as_4d_means(model)) is not None:
+        return replacement
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if _last_dim_norm(child):
-                setattr(parent, name, LayerNorm4d(child))
+            if (replacement := _as_4d_means(child)) is not None:
+                setattr(parent, name, replacement)
     return model
 
 
-def _last_dim_norm(module: torch.nn.Module) -> bool:
-    """A LayerNorm LayerNorm4d can stand for: one normalized dim, the last."""
-    return isinstance(module, torch.nn.LayerNorm) and len(module.normalized_shape) == 1
+def _as_4d_means(module: torch.nn.Module) -> torch.nn.Module | None:
+    """The 4-D-means module that computes what ``module`` computes, or None. Matched by class name, not
+    isinstance: timm's LayerNorm2d is an nn.LayerNorm that normalizes another dim."""
+    kind = type(module).__name__
+    if isinstance(module, torch.nn.LayerNorm) and len(module.normalized_shape) == 1:
+        if kind in LAST_DIM_NORMS:
+            return LayerNorm4d(module)
+        if kind in CHANNEL_NORMS:
+            return ChannelLayerNorm4d(module)
+    if isinstance(module, torch.nn.GroupNorm) and kind in GROUP_NORMS:
+        return GroupNorm4d(module)
+    return None
+
+
+class LinearSelfAttentionMeans(torch.nn.Module):
+    """timm's MobileViT v2 LinearSelfAttention (same submodules) with its context vector, a sum over the patches,
+    as their mean times their number, and without the expand_as before the product (a broadcast computes the same):
+    XNNPACK has neither sum nor expand, and MeanAs4d lowers the mean. The softmax runs on a 3-D view (see forward).
+    Cross attention (given x_prev) runs timm's own code."""
+
+    def __init__(self, attention: torch.nn.Module):
+        super().__init__()
+        self.embed_dim = attention.embed_dim
+        self.qkv_proj, self.attn_drop = attention.qkv_proj, attention.attn_drop
+        self.out_proj, self.out_drop = attention.out_proj, attention.out_drop
+        self._cross_attention = type(attention)._forward_cross_attn
+
+    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+        if x_prev is not None:
+            return self._cross_attention(self, x, x_prev)
+        query, key, value = self.qkv_proj(x).split([1, self.embed_dim, self.embed_dim], dim=1)  # [B, 1|d, P, N]
+        # softmax over N of a 3-D view: XNNPACK runs a 4-D tensor that a conv made in NHWC, and its softmax takes
+        # the last dim in memory, there C (executorch 1.3.1 tags no softmax as layout-sensitive): wrong numbers
+        scores = torch.softmax(query.reshape(query.shape[0], -1, query.shape[-1]), dim=-1).reshape(query.shape)
+        context = (key * self.attn_drop(scores)).mean(dim=-1, keepdim=True) * float(x.shape[-1])  # float: no cast
+        return self.out_drop(self.out_proj(torch.relu(value) * context))
+
+
+def linear_self_attention_means(model: torch.nn.Module) -> torch.nn.Module:
+    """Every timm LinearSelfAttention (MobileViT v2) becomes a LinearSelfAttentionMeans. In place; returns the
+    model."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__ == "LinearSelfAttention" and hasattr(child, "qkv_proj"):
+                setattr(parent, name, LinearSelfAttentionMeans(child))
+    return model
+
+
+def reparameterized_branches(model: torch.nn.Module) -> torch.nn.Module:
+    """A model with train-time branches that fold into one conv for inference (FastViT's MobileOne blocks and
+    RepMixers: conv + BN branches summed, identity as ``0 + x``) folded with timm's own reparameterize_model, as
+    timm and Apple ship them for inference: each ``0 +`` otherwise exports as an int64 constant cast to float, a
+    portable node (XNNPACK takes no dtype conversion), and one conv beats three. In place; returns the model."""
+    if not any(callable(getattr(m, "reparameterize", None)) for m in model.modules()):
+        return model
+    from timm.models import reparameterize_model
+
+    return reparameterize_model(model, inplace=True)
+
+
+class FoldedRelativePositionBias:
+    """Mixed into a timm window attention (Swin's WindowAttention): its relative position bias, a gather of the
+    bias table by a constant index (index.Tensor, an int64 view and an alias: portable kernels each time), read
+    from a buffer computed once. The bias depends on weights alone, so it is the same for every input."""
+
+    def _get_rel_pos_bias(self) -> torch.Tensor:
+        return self.folded_rel_pos_bias
+
+
+def folded_relative_position_biases(model: torch.nn.Module) -> torch.nn.Module:
+    """Every module with a relative position bias table read through ``_get_rel_pos_bias`` (timm Swin) reads it
+    from a buffer instead (FoldedRelativePositionBias). In place; returns the model."""
+    for module in model.modules():
+        if (hasattr(module, "relative_position_bias_table") and callable(getattr(module, "_get_rel_pos_bias", None))
+                and not isinstance(module, FoldedRelativePositionBias)):
+            with torch.no_grad():
+                bias = module._get_rel_pos_bias().detach().clone()
+            module.register_buffer("folded_rel_pos_bias", bias, persistent=False)
+            module.__class__ = _folded_class(type(module))
+    return model
+
+
+def _folded_class(cls: type) -> type:
+    """``cls`` with FoldedRelativePositionBias mixed in (one class per original, reused)."""
+    if cls not in _FOLDED:
+        _FOLDED[cls] = type(f"Folded{cls.__name__}", (FoldedRelativePositionBias, cls), {})
+    return _FOLDED[cls]
+
+
+_FOLDED: dict[type, type] = {}
 
 
 def prepare_for_xnnpack(model: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
     """The module-level rewrites, before torch.export. On a deep copy unless ``inplace`` (the caller's model
     stays the fp32 reference; a stage that loaded a model for this export alone can skip the copy)."""
     target = model if inplace else copy.deepcopy(model)
-    return layer_norms_as_4d_means(fused_qkv_projections(unfused_attention(target))).eval()
+    target = linear_self_attention_means(fused_qkv_projections(unfused_attention(target)))
+    target = folded_relative_position_biases(reparameterized_branches(target))
+    return layer_norms_as_4d_means(target).eval()
 
 
 class SqueezeAsView(ExportPass):
-    """squeeze_copy (qkv.unbind(0) exports as slice + squeeze) as the view_copy of its known output shape, which
-    XNNPACK takes as a reshape."""
+    """squeeze_copy (qkv.unbind(0) exports as slice + squeeze) and unsqueeze_copy (XNNPACK takes it on the last
+    dim only; Swin's masks and biases add a leading one) as the view_copy of its known output shape, which XNNPACK
+    takes as a reshape."""
 
     def call_operator(self, op, args, kwargs, meta):
         if op in SQUEEZES:
@@ -156,6 +291,16 @@ class RemoveNoopExpand(ExportPass):
 
     def call_operator(self, op, args, kwargs, meta):
         if op == EDGE.expand_copy.default and args[0].to_tensor().shape == meta["val"].shape:
+            return args[0]
+        return super().call_operator(op, args, kwargs, meta)
+
+
+class RemoveAliasCopy(ExportPass):
+    """Drop alias_copy nodes (a slice over a whole dim, Swin's x[:, :H, :W] after a padding of 0, exports as one):
+    they copy a tensor unchanged, and XNNPACK has no alias to take them."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op == EDGE.alias_copy.default:
             return args[0]
         return super().call_operator(op, args, kwargs, meta)
 
@@ -174,6 +319,156 @@ class SelectAsSliceView(ExportPass):
         return super().call_operator(EDGE.view_copy.default, (sliced, list(meta["val"].shape)), {}, meta)
 
 
+class SplitAsSlices(ExportPass):
+    """split_with_sizes_copy / split_copy (torch.split, chunk: LeViT's and EfficientFormer's q/k/v, EfficientViT's
+    and MobileViT v2's heads) as one slice_copy per part, which XNNPACK takes; it has no split. After Arm's
+    ConvertSplitToSlicePass (executorch backends/arm/_passes/convert_split_to_slice.py), as an ExportPass: the
+    split becomes a tuple of slices and each getitem picks its slice."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op not in SPLITS:
+            return super().call_operator(op, args, kwargs, meta)
+        source, sizes = args[0], args[1]
+        dim = (args[2] if len(args) > 2 else kwargs.get("dim", 0)) % source.to_tensor().dim()
+        length = source.to_tensor().shape[dim]
+        if isinstance(sizes, int):  # split_copy.Tensor: equal parts, the last one shorter
+            sizes = [min(sizes, length - start) for start in range(0, length, sizes)]
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return tuple(super(SplitAsSlices, self).call_operator(
+            EDGE.slice_copy.Tensor, (source, dim, start, start + size, 1), {}, meta)
+            for start, size in zip(starts, sizes, strict=True))
+
+    def call_getitem(self, value, key, meta):
+        if isinstance(value, tuple):  # a split made slices above
+            return value[key]
+        return super().call_getitem(value, key, meta)
+
+
+class MeanAs4d(ExportPass):
+    """mean.dim over any dims of any rank (EfficientFormer's and LeViT's token average x.mean(1) on [N, T, C],
+    MobileViT v2's context, see LinearSelfAttentionMeans) as the one mean XNNPACK has: dims [2, 3] of a 4-D
+    tensor, keepdim. The reduced dims are permuted last and the tensor viewed as [M, 1, R, 1] (one channel: its
+    NHWC layout is the same memory, no transposes), then viewed to the mean's shape."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE.mean.dim or not self._rewritable(args, kwargs):
+            return super().call_operator(op, args, kwargs, meta)
+        source = args[0]
+        shape = list(source.to_tensor().shape)
+        rank = len(shape)
+        dims = sorted({d % rank for d in args[1]})
+        if rank == 4 and dims == [2, 3]:  # only keepdim missing: XNNPACK's mean on the NHWC tensor, then a view
+            x = super().call_operator(EDGE.mean.dim, (source, [2, 3], True), {}, meta)
+            return super().call_operator(EDGE.view_copy.default, (x, list(meta["val"].shape)), {}, meta)
+        kept = [d for d in range(rank) if d not in dims]
+        x = source
+        if kept + dims != list(range(rank)):
+            x = super().call_operator(EDGE.permute_copy.default, (x, kept + dims), {}, meta)
+        x = super().call_operator(EDGE.view_copy.default, (x, [-1, 1, math.prod(shape[d] for d in dims), 1]), {},
+                                  meta)
+        x = super().call_operator(EDGE.mean.dim, (x, [2, 3], True), {}, meta)
+        return super().call_operator(EDGE.view_copy.default, (x, list(meta["val"].shape)), {}, meta)
+
+    @staticmethod
+    def _rewritable(args, kwargs) -> bool:
+        """A float mean over named dims that XNNPACK cannot take as it is (not dims [2, 3] of a 4-D keepdim)."""
+        source = args[0].to_tensor()
+        if len(args) < 2 or not args[1] or source.dtype != torch.float32 or kwargs.get("dtype") not in (None, torch.float32):
+            return False
+        keepdim = len(args) > 2 and bool(args[2])
+        return not (source.dim() == 4 and sorted(d % 4 for d in args[1]) == [2, 3] and keepdim)
+
+
+class StridedSliceAsView(ExportPass):
+    """slice_copy with a step (LeViT's subsampling x[:, ::2, ::2]; XNNPACK slices only with step 1): slice the
+    range with step 1, pad it with zeros to a multiple of the step, view the dim as [L / step, step] and keep
+    index 0 of the second (the padding never lands there), then view to the output shape."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        step = args[4] if len(args) > 4 else 1
+        if op != EDGE.slice_copy.Tensor or step == 1:
+            return super().call_operator(op, args, kwargs, meta)
+        source, dim = args[0], args[1] % args[0].to_tensor().dim()
+        shape = list(source.to_tensor().shape)
+        start, end, _ = slice(args[2], args[3]).indices(shape[dim])
+        x = source
+        if (start, end) != (0, shape[dim]):
+            x = super().call_operator(EDGE.slice_copy.Tensor, (x, dim, start, end, 1), {}, meta)
+        length = end - start
+        parts = -(-length // step)
+        if parts * step != length:
+            pad = [0, 0] * (len(shape) - 1 - dim) + [0, parts * step - length]
+            x = super().call_operator(EDGE.constant_pad_nd.default, (x, pad, 0.0), {}, meta)
+        grouped = shape[:dim] + [parts, step] + shape[dim + 1:]
+        x = super().call_operator(EDGE.view_copy.default, (x, grouped), {}, meta)
+        x = super().call_operator(EDGE.slice_copy.Tensor, (x, dim + 1, 0, 1, 1), {}, meta)
+        return super().call_operator(EDGE.view_copy.default, (x, list(meta["val"].shape)), {}, meta)
+
+
+class RollAsSlices(ExportPass):
+    """index_select by an index computed from constants alone that rotates the dim (torch.roll, Swin's shifted
+    windows, decomposes into arange, add, fmod and index_select; XNNPACK has none of them) as cat of the two
+    slices it joins; the index arithmetic then has no users and goes. Any other index stays as it is."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE.index_select.default:
+            return super().call_operator(op, args, kwargs, meta)
+        source, dim, index = args
+        dim = dim % source.to_tensor().dim()
+        values = _constant_list(index.node)
+        length = source.to_tensor().shape[dim]
+        if values is None or len(values) != length or not all(isinstance(v, int) for v in values):
+            return super().call_operator(op, args, kwargs, meta)
+        shift = values[0] % length
+        if values != [(i + shift) % length for i in range(length)]:
+            return super().call_operator(op, args, kwargs, meta)
+        if shift == 0:
+            return source
+        head = super().call_operator(EDGE.slice_copy.Tensor, (source, dim, shift, length, 1), {}, meta)
+        tail = super().call_operator(EDGE.slice_copy.Tensor, (source, dim, 0, shift, 1), {}, meta)
+        return super().call_operator(EDGE.cat.default, ([head, tail], dim), {}, meta)
+
+    def call(self, graph_module):
+        result = super().call(graph_module)
+        result.graph_module.graph.eliminate_dead_code()  # the index arithmetic the slices replaced
+        result.graph_module.recompile()
+        return result
+
+
+def _constant_list(node: torch.fx.Node) -> list | None:
+    """The value of a node computed from constants alone as a (nested) list, or None (see _constant_value)."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily():  # real numbers, not the pass's fake tensors
+        value = _constant_value(node)
+        return value.tolist() if isinstance(value, torch.Tensor) else None
+
+
+def _constant_value(node: torch.fx.Node, depth: int = 8) -> torch.Tensor | None:
+    """The value of a node computed from constants alone, or None: literals, and the scalar tensors to_edge lifts
+    from them (roll's shift), whose fake value keeps the real one as ``constant``; not parameters or inputs."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if node.op == "placeholder":  # an ExportPass retrace gives a lifted constant its real value
+        value = node.meta.get("val")
+        return getattr(value, "constant", None) if isinstance(value, FakeTensor) else value
+    if node.op != "call_function" or depth == 0:
+        return None
+    inputs = {}
+    for parent in node.all_input_nodes:
+        if (inputs.setdefault(parent, _constant_value(parent, depth - 1))) is None:
+            return None
+    args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), inputs.__getitem__)
+    try:
+        return node.target(*args, **kwargs)
+    except Exception:  # an operator that cannot run here (e.g. an out-of-tree one): not folded
+        return None
+
+
+SPLITS = (EDGE.split_with_sizes_copy.default, EDGE.split_copy.Tensor)
+
+
 def edge_passes() -> list[ExportPass]:
     """The edge-graph passes for ``to_edge_transform_and_lower(..., transform_passes=edge_passes())``."""
-    return [SqueezeAsView(), RemoveNoopExpand(), SelectAsSliceView()]
+    return [SqueezeAsView(), RemoveNoopExpand(), SelectAsSliceView(), SplitAsSlices(), MeanAs4d(),
+            StridedSliceAsView(), RollAsSlices(), RemoveAliasCopy()]

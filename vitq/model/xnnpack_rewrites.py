@@ -93,10 +93,16 @@ class FusedQkvAttention(torch.nn.Module):
 def fused_qkv_projections(model: torch.nn.Module) -> torch.nn.Module:
     """Every transformers ViTAttention becomes a FusedQkvAttention with the same weights. In place; returns the
     model."""
+    return _replace_modules(model, "ViTAttention", "q_proj", FusedQkvAttention)
+
+
+def _replace_modules(model: torch.nn.Module, class_name: str, attribute: str, make) -> torch.nn.Module:
+    """Every submodule of class ``class_name`` that has ``attribute`` (the library version we rewrite) becomes
+    ``make(submodule)``. In place; returns the model."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child).__name__ == "ViTAttention" and hasattr(child, "q_proj"):
-                setattr(parent, name, FusedQkvAttention(child))
+            if type(child).__name__ == class_name and hasattr(child, attribute):
+                setattr(parent, name, make(child))
     return model
 
 
@@ -214,11 +220,7 @@ class LinearSelfAttentionMeans(torch.nn.Module):
 def linear_self_attention_means(model: torch.nn.Module) -> torch.nn.Module:
     """Every timm LinearSelfAttention (MobileViT v2) becomes a LinearSelfAttentionMeans. In place; returns the
     model."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child).__name__ == "LinearSelfAttention" and hasattr(child, "qkv_proj"):
-                setattr(parent, name, LinearSelfAttentionMeans(child))
-    return model
+    return _replace_modules(model, "LinearSelfAttention", "qkv_proj", LinearSelfAttentionMeans)
 
 
 def reparameterized_branches(model: torch.nn.Module) -> torch.nn.Module:

@@ -208,7 +208,8 @@ def _create_transformers(recipe: Recipe, pretrained: bool) -> Any:
             raise RecipeError(recipe.path, "model.kwargs", first_line(exc)) from None
     else:
         try:
-            config = AutoConfig.from_pretrained(name, **overrides)
+            with _offline_unless_reachable(recipe):  # no 50 s of retries without network
+                config = AutoConfig.from_pretrained(name, **overrides)
             model = AutoModelForImageClassification.from_config(config)
         except Exception as exc:
             guess = difflib.get_close_matches(name, transformers_classes(), n=1)

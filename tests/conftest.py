@@ -141,3 +141,4 @@ def _no_shared_cache():
         patch.delenv("VITQ_CACHE", raising=False)
         patch.delenv("VITQ_CACHE_MODE", raising=False)
         yield
+

@@ -197,7 +197,14 @@ EXECUTORCH = [{"executorch.enabled": enabled, "executorch.quantize": quantize}
               for enabled in choices(ExecuTorch, "enabled") for quantize in choices(ExecuTorch, "quantize")]
 
 
-@pytest.mark.parametrize("row", EXECUTORCH, ids=lambda row: row_yaml(row).strip())
+def executorch_row(row: dict[str, Any]) -> Any:
+    """A row that lowers a program of its own (another strategy than the base build's) is heavy: make test walks
+    it, make test-fast leaves it to the base build's dynamic int8 program."""
+    lowers = row["executorch.enabled"] and row["executorch.quantize"] != ExecuTorch().quantize
+    return pytest.param(row, marks=[pytest.mark.heavy] if lowers else [])
+
+
+@pytest.mark.parametrize("row", [executorch_row(row) for row in EXECUTORCH], ids=lambda row: row_yaml(row).strip())
 def test_each_executorch_setting_builds_or_leaves_the_pte_out(base, tmp_path, row):
     base_recipe, base_paths = base
     recipe = variant_recipe(base_recipe, tmp_path, row_yaml(row))

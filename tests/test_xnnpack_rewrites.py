@@ -170,6 +170,7 @@ export: {method: trace}
 """
 
 
+@pytest.mark.heavy  # a whole lowering (the timm one is the session's tiny build, in make test-fast)
 def test_xnnpack_takes_the_whole_transformers_vit_and_executorch_runs_it(tmp_path):
     """vitq's own export (the timm ViT's is the session's tiny build, tests/test_executorch_export.py): one
     delegate, nothing on portable kernels, and the runtime's logits close to eager fp32."""

@@ -23,7 +23,7 @@ lint: $(STAMP)
 # The unit tier: every test that calls vitq's functions directly (no doit subprocesses, no heavy lowering), on two
 # workers (each builds the shared tiny model once). About a minute on 2 cores.
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not e2e and not heavy" -q -n 2
+	$(VENV)/bin/python -m pytest -m "not e2e and not heavy" -q -n 2 --dist worksteal
 
 # Everything CI runs: lint, the unit tier and the end-to-end builds.
 test: lint

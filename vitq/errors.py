@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 T = TypeVar("T")
 USER_ERROR = 2  # a VitqError: bad input, shown as its one line
@@ -95,15 +95,15 @@ def converting(recipe_file: Path | str, field: str, what: str, hint: str) -> Ite
 
 
 @contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null meanwhile: libraries log to it from Python and C++ alike (torch.export's
-    fake-tensor traces, the ExecuTorch runtime's CPU probing), and the one-line error must stand alone. Progress
-    has a descriptor of its own (vitq.progress)."""
+def quiet_stderr(into: IO[str] | None = None) -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null (or to the open file ``into``, to read what was logged) meanwhile:
+    libraries log to it from Python and C++ alike (torch.export's fake-tensor traces, the ExecuTorch runtime's CPU
+    probing), and the one-line error must stand alone. Progress has a descriptor of its own (vitq.progress)."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+        with open(os.devnull, "w") if into is None else contextlib.nullcontext(into) as sink:
+            os.dup2(sink.fileno(), 2)
             yield
     finally:
         sys.stderr.flush()

@@ -79,18 +79,14 @@ def run_lowered_once(program: bytes, example: tuple[torch.Tensor, ...]) -> list[
     with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile(mode="w+") as log:
         path = Path(folder) / "program.pte"
         path.write_bytes(program)
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)  # the runtime logs the cause from C++, on stderr
         try:
-            loaded = Runtime.get().load_program(path)  # the method runs inside the program's memory: keep both
-            outputs = loaded.load_method("forward").execute([t.contiguous() for t in example])
+            with quiet_stderr(into=log):  # the runtime logs the cause from C++, on stderr
+                loaded = Runtime.get().load_program(path)  # the method runs inside the program's memory: keep both
+                outputs = loaded.load_method("forward").execute([t.contiguous() for t in example])
         except Exception as exc:
             failure: Exception | None = exc
         else:
             failure = None
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
         if failure is not None:
             log.seek(0)
             causes = [line.strip() for line in log if "Error" in line or "failed" in line]

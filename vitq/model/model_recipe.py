@@ -8,12 +8,12 @@ timm: the ``pretrained_cfg`` (input size, interpolation, crop_pct, crop_mode, me
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 from typing import Any
 
 from vitq.errors import VitqError, first_line, quiet_stderr
+from vitq.model.networks import timm_name_hint
 
 RESAMPLING = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}  # PIL's numbers
 
@@ -25,9 +25,8 @@ def model_section(name: str) -> dict[str, Any]:
     import timm
 
     if not timm.is_model(name):
-        guess = difflib.get_close_matches(name, timm.list_models(), n=1)
-        hint = f"; did you mean '{guess[0]}'?" if guess else ""
-        raise VitqError(f"{name}: unknown timm model{hint} (a transformers model is a hub id owner/name or a folder)")
+        raise VitqError(f"{name}: unknown timm model{timm_name_hint(name)} (a transformers model is a hub id "
+                        "owner/name or a folder)")
     return {"source": "timm", "name": name}
 
 

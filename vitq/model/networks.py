@@ -179,14 +179,20 @@ def _create_timm(recipe: Recipe, pretrained: bool) -> Any:
 
     name = recipe.model.name
     if not timm.is_model(name):
-        guess = difflib.get_close_matches(name, timm.list_models(), n=1)
-        hint = f"; did you mean '{guess[0]}'?" if guess else ""
-        raise RecipeError(recipe.path, "model.name", f"unknown timm model '{name}'{hint}")
+        raise RecipeError(recipe.path, "model.name", f"unknown timm model '{name}'{timm_name_hint(name)}")
     try:
         model = timm.create_model(name, pretrained=pretrained, **recipe.model.kwargs)
     except TypeError as exc:
         raise RecipeError(recipe.path, "model.kwargs", first_line(exc)) from None
     return model.eval()
+
+
+def timm_name_hint(name: str) -> str:
+    """``; did you mean 'x'?`` for the closest timm model name, or nothing when none is close."""
+    import timm
+
+    guess = difflib.get_close_matches(name, timm.list_models(), n=1)
+    return f"; did you mean '{guess[0]}'?" if guess else ""
 
 
 def _create_transformers(recipe: Recipe, pretrained: bool) -> Any:

@@ -21,9 +21,10 @@ lint: $(STAMP)
 	$(VENV)/bin/python -m ruff check vitq tests benchmarks dodo.py
 
 # The unit tier: every test that calls vitq's functions directly (no doit subprocesses, no heavy lowering), on two
-# workers (each builds the shared tiny model once). About a minute on 2 cores.
+# workers, one torch thread each (two workers on two cores); the tests that share the in-process tiny build run on one
+# worker (tests/conftest.py groups them), so it is built once. Under a minute on 2 cores.
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not e2e and not heavy" -q -n 2 --dist worksteal
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not heavy" -q -n 2 --dist loadgroup
 
 # Everything CI runs: lint, the unit tier and the end-to-end builds.
 test: lint

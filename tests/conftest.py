@@ -142,3 +142,23 @@ def _no_shared_cache():
         patch.delenv("VITQ_CACHE_MODE", raising=False)
         yield
 
+
+
+SHARED_BUILDS = ("tiny_chain",)  # session fixtures that build a whole chain in-process (seconds of lowering)
+
+
+def pytest_itemcollected(item):
+    """Under pytest-xdist (`--dist loadgroup`), every test that needs the in-process tiny build runs on one worker,
+    so the chain (its .pte lowering above all) is built once per run, not once per worker. Marked as each test is
+    collected: xdist reads the groups in its own pytest_collection_modifyitems."""
+    if any(name in getattr(item, "fixturenames", ()) for name in SHARED_BUILDS):
+        item.add_marker(pytest.mark.xdist_group("tiny-build"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Each xdist worker, then the controller, exits as vitq's own commands do (vitq.errors.exit_code): without a
+    last garbage-collector sweep over torch's objects."""
+    from vitq.errors import exit_code
+
+    exit_code(0)

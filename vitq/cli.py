@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from vitq.errors import run_command
+from vitq.errors import exit_code, run_command
 
 OK, PROBLEMS = 0, 1
 
@@ -172,5 +172,10 @@ def _new(args: argparse.Namespace) -> int:
     return OK
 
 
+def console() -> int:
+    """The `vitq` command (pyproject's console script): main, then a quick exit."""
+    return exit_code(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

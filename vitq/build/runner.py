@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from vitq import progress
 from vitq.build.pipeline import stage_named
-from vitq.errors import USER_ERROR, run_command
+from vitq.errors import USER_ERROR, exit_code, run_command
 from vitq.layout import ArtifactPaths
 from vitq.model.torch_setup import configure_torch
 from vitq.numerics import enter_pinned_stage, pinned_environ
@@ -119,4 +119,4 @@ def log_stage_run(paths: ArtifactPaths, recipe_name: str, stage_name: str, secon
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(main()))

@@ -275,7 +275,7 @@ def plain_chain(recipe_file: str, out: Path) -> None:
     written = {v.id: files[v.id] for v in shipped(recipe)}
     if recipe.executorch.enabled:
         with step("pte"):
-            pte_program, delegation = executorch_export.export_executorch(recipe, model)
+            pte_program, delegation = executorch_export.export_executorch(recipe, model, recipe.pte_candidates[0])
             files["pte"].write_bytes(pte_program)
             written["delegation"] = out / "pte-delegation.json"
             written["delegation"].write_text(json.dumps(delegation, indent=2, sort_keys=True) + "\n")

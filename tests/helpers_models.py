@@ -66,6 +66,9 @@ class RecordingRecipe:
             return lambda *names: (self._log.update(f"{self._prefix}{n}" for n in names), value(*names))[1]
         if name == "resolved":
             return lambda: (self._log.add("*"), value())[1]
+        if name == "pte_candidates":  # a property of what the recipe lists and whether it calibrates
+            self._log.update({"executorch.quantize", "calibration"})
+            return value
         if isinstance(value, BaseModel):
             return RecordingRecipe(value, self._log, dotted + ".")
         self._log.add(dotted)
@@ -87,11 +90,13 @@ def recording_field_reads(recipe: Recipe) -> Iterator[FieldReads]:
     reads = FieldReads()
     reads.recipe = recipe
     patched = []
-    for stage in STAGES:
-        module = importlib.import_module(stage.module)
+    for code in dict.fromkeys(stage.module for stage in STAGES):  # the ExecuTorch candidates share one module
+        module = importlib.import_module(code)
+        names = [stage.name for stage in STAGES if stage.module == code]
 
-        def run(given, inputs, outputs, _run=module.run, _name=stage.name):
-            return _run(RecordingRecipe(given, reads.setdefault(_name, set())), inputs, outputs)
+        def run(given, inputs, outputs, _run=module.run, _names=names):
+            name = next((n for n in _names if n in outputs), _names[0])  # a variant stage writes its own id
+            return _run(RecordingRecipe(given, reads.setdefault(name, set())), inputs, outputs)
 
         patched.append((module, module.run))
         module.run = run

@@ -14,7 +14,8 @@ def test_the_tiny_vit_runs_in_xnnpack_whole_and_the_record_counts_it(tiny_build)
     """export_executorch's second result, as the pte stage of the session's tiny build wrote it."""
     delegation = json.loads(tiny_build.delegation.read_text())
     assert set(delegation) == {"backend", "delegated_subgraphs", "delegated_nodes", "portable_nodes",
-                               "portable_operators", "portable_reasons"}
+                               "portable_operators", "portable_reasons", "quantization"}
+    assert delegation["quantization"] == {"strategy": "dynamic_int8", "keep_float": []}  # no calibration declared
     assert delegation["backend"] == "XnnpackBackend"
     assert delegation["delegated_subgraphs"] == 1 and delegation["delegated_nodes"] > 50
     assert delegation["portable_nodes"] == sum(delegation["portable_operators"].values()) <= 5

@@ -40,7 +40,7 @@ def test_evaluation_and_manifest_read_every_variant_file(tmp_path):
     paths = ArtifactPaths(tmp_path / "out")
     files = {v.id for v in variants_for(recipe) if v.file}
     assert files | {SAMPLES} == set(stage_named("eval").inputs(recipe, paths))
-    assert files | {SAMPLES, "eval", "delegation"} == set(stage_named("manifest").inputs(recipe, paths))
+    assert files | {SAMPLES, "eval", "delegation:pte"} == set(stage_named("manifest").inputs(recipe, paths))
 
 
 def test_a_users_sample_folder_is_a_stage_input_file_by_file(tmp_path):

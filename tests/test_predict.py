@@ -13,7 +13,7 @@ def test_every_shipped_file_predicts_the_same_top_class_for_an_image(tiny_build)
     image = tiny_build.samples_dir / "img0.jpg"
     tops = {}
     for v in VARIANTS:
-        if v.file:
+        if v.file and v.strategy in (None, "dynamic_int8"):  # the tiny build's one ExecuTorch candidate
             [(got_image, best)] = predict(tiny_build.file(v.id), [image], top=3)
             assert got_image == image and len(best) == 3
             assert all(name == f"class {i}" for i, name, _ in best) and 0 < best[0][2] <= 1

@@ -106,7 +106,7 @@ BAD = [
     ("export method", MINIMAL + "export: {method: onnx}\n", "export.method", "'script' or 'trace'"),
     ("blocklist", MINIMAL + "mobile: {blocklist: [NOPE]}\n", "mobile.blocklist.0", "expected one of"),
     ("executorch quantize", MINIMAL + "executorch: {quantize: int4}\n", "executorch.quantize",
-     "expected one of 'dynamic_int8', '8da4w' or 'none', got 'int4'"),
+     "unknown strategy 'int4'; expected one of none, dynamic_int8, 8da4w, static_int8 or auto, or a list of them"),
     ("executorch key", MINIMAL + "executorch: {enable: false}\n", "executorch.enable", "did you mean 'enabled'?"),
     ("executorch type", MINIMAL + "executorch: {enabled: sometimes}\n", "executorch.enabled", "valid boolean"),
     ("samples", MINIMAL.replace("{dir: images, labels: images/labels.csv}", "{dir: images}"), "samples", "dir: folder, labels: file"),

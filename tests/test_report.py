@@ -11,7 +11,7 @@ from vitq.variants import VARIANTS
 def test_the_table_has_one_row_per_variant_in_table_order_with_files_and_gates(tiny_build):
     manifest = json.loads(tiny_build.manifest.read_text())
     rows = [line for line in table(manifest).splitlines()[2:]]
-    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [v.id for v in VARIANTS]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [v.id for v in VARIANTS if v.id in manifest["accuracy"]]
     lite = next(r for r in rows if r.startswith("| lite |"))
     assert "| int8.ptl |" in lite and lite.endswith("| n/a |")  # random weights: accuracy gates do not apply
     assert "| (in memory) |" in next(r for r in rows if r.startswith("| int8_eager |"))

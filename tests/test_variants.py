@@ -7,7 +7,19 @@ import sys
 from pathlib import Path
 
 from vitq.recipe import load_recipe
-from vitq.variants import BY_ID, MOBILE, REFERENCE, VARIANTS, for_file, loaded_from, parent_of, shipped, variants_for
+from vitq.variants import (
+    BY_ID,
+    MOBILE,
+    REFERENCE,
+    VARIANTS,
+    for_file,
+    loaded_from,
+    mobile_variant,
+    parent_of,
+    pte_candidates,
+    shipped,
+    variants_for,
+)
 
 from conftest import REPO, write_recipe
 from helpers_models import TINY_TIMM
@@ -38,8 +50,9 @@ def test_every_shipped_variant_is_written_by_the_stage_of_the_same_name():
 
     for v in VARIANTS:
         if v.file:
-            assert stage_named(v.id).module == f"vitq.stages.{v.id}"
-            assert (REPO / "vitq" / "stages" / f"{v.id}.py").is_file()
+            module = stage_named(v.id).module  # the ExecuTorch candidates share one module
+            assert module == ("vitq.stages.pte" if v.strategy else f"vitq.stages.{v.id}")
+            assert (REPO / "vitq" / "stages" / f"{module.rsplit('.', 1)[1]}.py").is_file()
 
 
 def test_lite_is_made_from_optimized_only_when_the_recipe_optimizes(tmp_path):
@@ -51,10 +64,22 @@ def test_lite_is_made_from_optimized_only_when_the_recipe_optimizes(tmp_path):
 
 
 def test_the_executorch_program_is_switched_and_quantized_by_its_recipe_section(tmp_path):
+    assert [v.id for v in variants_for(recipe(tmp_path / "a")) if v.strategy] == ["pte"]
     assert BY_ID["pte"].is_quantized(recipe(tmp_path / "a"))
-    assert not BY_ID["pte"].is_quantized(recipe(tmp_path / "b", "executorch: {quantize: none}\n"))
+    float_only = recipe(tmp_path / "b", "executorch: {quantize: none}\n")
+    assert [v.id for v in variants_for(float_only) if v.strategy] == ["pte_none"]
+    assert not BY_ID["pte_none"].is_quantized(float_only)
     off = recipe(tmp_path / "c", "executorch: {enabled: false}\n")
-    assert "pte" not in [v.id for v in variants_for(off)] and BY_ID["int8"].is_quantized(off)
+    assert not [v for v in variants_for(off) if v.strategy] and BY_ID["int8"].is_quantized(off)
+
+
+def test_each_candidate_is_a_variant_with_its_own_file_in_the_recipes_order(tmp_path):
+    listed = recipe(tmp_path / "a", "executorch: {quantize: [8da4w, none, dynamic_int8]}\n")
+    assert [v.id for v in pte_candidates(listed)] == ["pte_8da4w", "pte_none", "pte"]
+    assert len({v.file for v in pte_candidates(listed)}) == 3
+    assert [v.id for v in pte_candidates(recipe(tmp_path / "b", "executorch: {quantize: auto}\n"))] == [
+        "pte_8da4w", "pte", "pte_none"]  # static_int8 only where calibration images are declared
+    assert mobile_variant(["fp32", "onnx_int8", "pte_8da4w"]) == "pte_8da4w"
 
 
 def test_in_memory_variants_load_from_the_fp32_weights():

@@ -184,7 +184,7 @@ def test_xnnpack_takes_the_whole_transformers_vit_and_executorch_runs_it(tmp_pat
     recipe = load_recipe(write_recipe(tmp_path, "hf", TINY_TRANSFORMERS))
     torch.manual_seed(0)
     model = create_model(recipe)
-    program, delegation = export_executorch(recipe, model)
+    program, delegation = export_executorch(recipe, model, recipe.pte_candidates[0])
     assert (delegation["delegated_subgraphs"], delegation["portable_nodes"]) == (1, 0), delegation
     (tmp_path / "hf.pte").write_bytes(program)
     inputs = images(1)

@@ -38,6 +38,11 @@ class ArtifactPaths:
     def samples_labels(self) -> Path:
         return self.samples_dir / "labels.csv"
 
+    # -- the calibration images (static int8 activation ranges, mixed precision): never the samples
+    @property
+    def calibration_list(self) -> Path:
+        return self.root / "calibration" / "images.txt"
+
     # -- verification and records
     @property
     def eval(self) -> Path:
@@ -54,7 +59,11 @@ class ArtifactPaths:
     @property
     def delegation(self) -> Path:
         """What ExecuTorch's XNNPACK partitioner took and what it left on portable kernels (for the manifest)."""
-        return self.root / "pte-delegation.json"
+        return self.delegation_of("pte")
+
+    def delegation_of(self, variant_id: str) -> Path:
+        """The same record for one ExecuTorch candidate, with how it was quantized (layers kept in float)."""
+        return self.root / f"{variant_id.replace('_', '-')}-delegation.json"
 
     @property
     def build_log(self) -> Path:

@@ -37,9 +37,15 @@ QUANTIZED_MODULES = ("Linear",)
 ENGINES = ("qnnpack", "x86", "fbgemm")
 # Sections that hold one of several alternatives: a child recipe naming another alternative replaces
 # the parent's section instead of merging into it (weights: {file: x} over weights: {train: ...}).
-ALTERNATIVE_SECTIONS = ("weights", "samples")
+ALTERNATIVE_SECTIONS = ("weights", "samples", "calibration")
 # Fields holding paths, resolved against the directory of the recipe file that sets them.
-PATH_FIELDS = (("weights", "file"), ("samples", "dir"), ("samples", "labels"))
+PATH_FIELDS = (("weights", "file"), ("samples", "dir"), ("samples", "labels"), ("calibration", "dir"))
+# How the ExecuTorch program may be quantized (vitq.model.pte_quantization does each), and the order ``auto`` tries
+# them in: smallest program first (4-bit weights, then int8 weights computed at run time, then calibrated int8
+# activations, which is only tried when the recipe declares calibration images, then float).
+STRATEGIES = ("none", "dynamic_int8", "8da4w", "static_int8")
+AUTO = ("8da4w", "dynamic_int8", "static_int8", "none")
+Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -161,13 +167,57 @@ class Mobile(_Section):
 
 
 class ExecuTorch(_Section):
-    """The ExecuTorch program (.pte, XNNPACK backend), the successor of the PyTorch Mobile .ptl."""
+    """The ExecuTorch program (.pte, XNNPACK backend), the successor of the PyTorch Mobile .ptl.
+
+    ``quantize`` is one strategy or a list of candidates in order of preference (``auto``: AUTO): each candidate is
+    built and evaluated, and the first that passes the gates ships."""
 
     enabled: bool = True
     # dynamic_int8: int8 weights per channel, activations per token at run time; 8da4w: 4-bit weights in groups of
-    # group_size input channels (8-bit dynamic activations); none: a float program
-    quantize: Literal["dynamic_int8", "8da4w", "none"] = "dynamic_int8"
+    # group_size input channels (8-bit dynamic activations); static_int8: int8 activations with ranges calibrated on
+    # the calibration images; none: a float program
+    quantize: str | list[str] = "dynamic_int8"
     group_size: Annotated[int, Field(ge=32, multiple_of=32)] = 32  # XNNPACK's int4 groups: a multiple of 32
+    # mixed precision: a candidate that disagrees with fp32 on the calibration images is rebuilt with its most
+    # sensitive layers left in float, up to this many (needs calibration; 0: never)
+    max_float_layers: Annotated[int, Field(ge=0)] = 4
+
+    @field_validator("quantize")
+    @classmethod
+    def _known_candidates(cls, value: str | list[str]) -> str | list[str]:
+        known = f"expected one of {', '.join(STRATEGIES)} or auto, or a list of them"
+        given = [value] if isinstance(value, str) else value
+        if not given:
+            raise ValueError(f"an empty list of candidates; {known}")
+        unknown = [v for v in given if v not in STRATEGIES and not (v == "auto" and isinstance(value, str))]
+        if unknown:
+            raise ValueError(f"unknown strategy {unknown[0]!r}; {known}")
+        repeated = sorted({v for v in given if given.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{repeated[0]} is listed twice; {known}")
+        return value
+
+    def candidates(self, calibrated: bool) -> tuple[str, ...]:
+        """The strategies to build, in order of preference (``calibrated``: the recipe declares calibration)."""
+        if self.quantize == "auto":
+            return tuple(s for s in AUTO if calibrated or s != "static_int8")
+        return (self.quantize,) if isinstance(self.quantize, str) else tuple(self.quantize)
+
+
+class Calibration(_Section):
+    """Images the static int8 program measures its activation ranges on (and mixed precision ranks layers on):
+    ``{split: train, count: N}``, the training split of ``weights.train`` (never the held-out samples), or
+    ``{dir: folder, count: N}``, the first N images of a folder by name. Never the evaluation samples."""
+
+    split: Literal["train"] | None = None
+    dir: str | None = None
+    count: PositiveInt = 32
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Calibration:
+        if (self.split is None) == (self.dir is None):
+            raise ValueError("expected exactly one of {split: train} or {dir: folder}")
+        return self
 
 
 class Samples(_Section):
@@ -214,6 +264,7 @@ class Recipe(_Section):
     export: Export = Export()
     mobile: Mobile = Mobile()
     executorch: ExecuTorch = ExecuTorch()
+    calibration: Calibration | None = None
     samples: Samples
     checks: Checks = Checks()
 
@@ -221,7 +272,17 @@ class Recipe(_Section):
     def _consistent(self) -> Recipe:
         if self.samples.builtin == "held_out" and self.weights.train is None:
             raise ValueError("samples: 'held_out' needs weights: {train: ...}")
+        if self.calibration is not None and self.calibration.split and self.weights.train is None:
+            raise ValueError("calibration: {split: train} needs weights: {train: ...}; or give {dir: folder}")
+        if self.executorch.enabled and "static_int8" in self.pte_candidates and self.calibration is None:
+            raise ValueError("executorch.quantize: static_int8 needs calibration images: add calibration: "
+                             "{split: train} (a recipe that trains) or {dir: folder}")
         return self
+
+    @property
+    def pte_candidates(self) -> tuple[str, ...]:
+        """The ExecuTorch programs this recipe builds: quantization strategies in order of preference."""
+        return self.executorch.candidates(self.calibration is not None)
 
     @property
     def path(self) -> Path:
@@ -317,11 +378,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     weights = data.get("weights")
     if isinstance(weights, dict) and isinstance(weights.get("file"), str):
         weights["file"] = _absolute(base, weights["file"])
-    samples = data.get("samples")
-    if isinstance(samples, dict):
-        for key in ("dir", "labels"):
-            if isinstance(samples.get(key), str):
-                samples[key] = _absolute(base, samples[key])
+    for section, key in PATH_FIELDS[1:]:
+        fields = data.get(section)
+        if isinstance(fields, dict) and isinstance(fields.get(key), str):
+            fields[key] = _absolute(base, fields[key])
 
 
 def _absolute(base: Path, value: str) -> str:

@@ -18,6 +18,8 @@ MOBILE = "lite"  # the file an app ships (the .pte where the .ptl chain is off)
 PTL = "mobile.enabled"  # the switch of the TorchScript chain
 CROSS_CHECK = "onnx_int8"  # the second yardstick: onnxruntime int8, the fast int8 runtime on x86 servers
 
+PTE_IDS = {"dynamic_int8": "pte", "8da4w": "pte_8da4w", "static_int8": "pte_static_int8", "none": "pte_none"}
+
 Runtime = Literal["torch_eager", "torch_eager_int8", "torchscript_memory", "torchscript", "lite", "onnxruntime",
                   "executorch"]
 
@@ -34,14 +36,13 @@ class Variant:
     shipped: bool  # listed in the manifest and packed into a release
     label: str  # how bench and reports name it
     requires: tuple[str, ...] = ()  # boolean recipe fields that all switch the variant on
-    quantized_unless: str | None = None  # a recipe field: the variant is float when it says "none"
+    strategy: str | None = None  # an ExecuTorch candidate: built when the recipe lists this quantization strategy
 
     def applies(self, recipe: Recipe) -> bool:
-        return all(_field(recipe, field) for field in self.requires)
+        return (all(_field(recipe, field) for field in self.requires)
+                and (self.strategy is None or self.strategy in recipe.pte_candidates))
 
     def is_quantized(self, recipe: Recipe) -> bool:
-        if self.quantized_unless is not None:
-            return _field(recipe, self.quantized_unless) != "none"
         return self.quantized
 
     def engine_for(self, recipe: Recipe) -> str | None:
@@ -66,9 +67,13 @@ VARIANTS: tuple[Variant, ...] = (
             quantized=False, shipped=True, label="onnxruntime fp32"),
     Variant(id="onnx_int8", file="int8.onnx", format="onnx", parents=("onnx_fp32",), runtime="onnxruntime",
             engine=None, quantized=True, shipped=True, label="onnxruntime int8"),
-    Variant(id="pte", file="int8.pte", format="executorch", parents=("fp32",), runtime="executorch", engine=None,
-            quantized=True, shipped=True, label="int8 .pte (XNNPACK)", requires=("executorch.enabled",),
-            quantized_unless="executorch.quantize"),
+    # The ExecuTorch candidates, one per quantization strategy (executorch.quantize lists those to build); the first
+    # that passes the gates ships. dynamic_int8 keeps the id and file name the .pte has always had.
+    *(Variant(id=PTE_IDS[strategy], file=file, format="executorch", parents=("fp32",), runtime="executorch",
+              engine=None, quantized=strategy != "none", shipped=True, label=f"{strategy} .pte (XNNPACK)",
+              requires=("executorch.enabled",), strategy=strategy)
+      for strategy, file in (("dynamic_int8", "int8.pte"), ("8da4w", "8da4w.pte"), ("static_int8", "static_int8.pte"),
+                             ("none", "fp32.pte"))),
 )
 BY_ID = {v.id: v for v in VARIANTS}
 
@@ -88,10 +93,19 @@ def variants_for(recipe: Recipe) -> list[Variant]:
 
 
 def mobile_variant(built: Iterable[str]) -> str:
-    """The file an app ships from a build's variants (ids): the .ptl, or the .pte where the .ptl chain is off, or
-    the fp32 reference where neither is built."""
-    ids = set(built)
-    return next((v for v in (MOBILE, "pte") if v in ids), REFERENCE)
+    """The file an app ships from a build's variants (ids): the .ptl, or the .pte where the .ptl chain is off (the
+    first candidate listed: a manifest lists only the one that shipped), or the fp32 reference where neither is
+    built."""
+    ids = list(built)
+    ptes = [i for i in ids if i in PTE_IDS.values()]
+    return MOBILE if MOBILE in ids else (ptes[0] if ptes else REFERENCE)
+
+
+def pte_candidates(recipe: Recipe) -> list[Variant]:
+    """The recipe's ExecuTorch candidates, in its order of preference."""
+    if not recipe.executorch.enabled:
+        return []
+    return [BY_ID[PTE_IDS[strategy]] for strategy in recipe.pte_candidates]
 
 
 def shipped(recipe: Recipe) -> list[Variant]:

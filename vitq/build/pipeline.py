@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vitq.check.versions import RECORDED_TOOLS
 from vitq.layout import SAMPLES, ArtifactPaths
-from vitq.model.samples import source_files
+from vitq.model.samples import calibration_files, source_files
 from vitq.recipe import Recipe
 from vitq.variants import BY_ID, VARIANTS, parent_of, variants_for
 
@@ -24,8 +24,10 @@ Files = dict[str, Path]
 # Distributions whose versions shape a stage's bytes (recorded in fingerprints and the manifest).
 MODEL_CODE = ("torch", "timm", "transformers", "safetensors")
 IMAGES = ("pillow", "torchvision", "numpy")
-# The recipe fields that switch variants on (which ones a build has, so what evaluation loads).
-VARIANT_SWITCHES = tuple(dict.fromkeys(field for v in VARIANTS for field in v.requires))
+# The recipe fields that switch variants on (which ones a build has, so what evaluation loads): the ExecuTorch
+# candidates are the strategies executorch.quantize lists (static_int8 in auto only with calibration).
+VARIANT_SWITCHES = (*dict.fromkeys(field for v in VARIANTS for field in v.requires), "executorch.quantize",
+                    "calibration")
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,11 @@ class Stage:
     outputs: Callable[[Recipe, ArtifactPaths], Files]
     applies: Callable[[Recipe], bool] = field(default=lambda recipe: True)
     pinned: bool = False  # runs under CPU-independent numerics, in an interpreter of its own (vitq.numerics)
+    code: str | None = None  # the stages module that runs it, when not the one named like the stage
 
     @property
     def module(self) -> str:
-        return f"vitq.stages.{self.name}"
+        return f"vitq.stages.{self.code or self.name}"
 
 
 def _files(paths: ArtifactPaths, ids: list[str]) -> Files:
@@ -63,15 +66,41 @@ def _from_parent(variant_id: str, *, samples: bool = False) -> Callable[[Recipe,
 
 
 def variant_stage(variant_id: str, doc: str, fields: tuple[str, ...], tools: tuple[str, ...], samples: bool = False,
-                  extra_outputs: Callable[[ArtifactPaths], Files] | None = None) -> Stage:
+                  extra_outputs: Callable[[ArtifactPaths], Files] | None = None,
+                  extra_inputs: Callable[[Recipe, ArtifactPaths], Files] | None = None, code: str | None = None) -> Stage:
     """The stage that writes a variant's file from its parent's (see the variant table); ``samples``: it also
-    checks itself on a sample image; ``extra_outputs``: records it writes beside the file."""
+    checks itself on a sample image; ``extra_outputs``: records it writes beside the file; ``extra_inputs``: other
+    files it reads; ``code``: the stages module, when several variants share one."""
+    parent = _from_parent(variant_id, samples=samples)
+
+    def inputs(recipe: Recipe, paths: ArtifactPaths) -> Files:
+        return {**parent(recipe, paths), **(extra_inputs(recipe, paths) if extra_inputs else {})}
 
     def outputs(recipe: Recipe, paths: ArtifactPaths) -> Files:
         return {**_files(paths, [variant_id]), **(extra_outputs(paths) if extra_outputs else {})}
 
-    return Stage(variant_id, doc, fields, tools, inputs=_from_parent(variant_id, samples=samples),
-                 outputs=outputs, applies=BY_ID[variant_id].applies)
+    return Stage(variant_id, doc, fields, tools, inputs=inputs, outputs=outputs, applies=BY_ID[variant_id].applies,
+                 code=code)
+
+
+def _calibration(recipe: Recipe, paths: ArtifactPaths) -> Files:
+    """The calibration images' listing, for the ExecuTorch candidates (static ranges, mixed precision)."""
+    return {"calibration": paths.calibration_list} if recipe.calibration is not None else {}
+
+
+def pte_stage(variant_id: str) -> Stage:
+    """One ExecuTorch candidate (vitq.stages.pte): its program and its delegation record."""
+    strategy = BY_ID[variant_id].strategy
+    return variant_stage(
+        variant_id,
+        f"ExecuTorch program, {strategy}: torch.export, XNNPACK, lowered; run in ExecuTorch on a sample image",
+        fields=("model", "preprocess", "executorch", "calibration", "checks.min_agreement"),
+        tools=(*MODEL_CODE, *IMAGES, "executorch", "torchao"),
+        samples=True,
+        extra_outputs=lambda paths: {f"delegation:{variant_id}": paths.delegation_of(variant_id)},
+        extra_inputs=_calibration,
+        code="pte",
+    )
 
 
 def _weights_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
@@ -80,6 +109,10 @@ def _weights_file(recipe: Recipe, paths: ArtifactPaths) -> Files:
 
 def _sample_sources(recipe: Recipe, paths: ArtifactPaths) -> Files:
     return source_files(recipe)
+
+
+def _calibration_sources(recipe: Recipe) -> Files:
+    return calibration_files(recipe)
 
 
 def model_files(recipe: Recipe, paths: ArtifactPaths) -> Files:
@@ -99,7 +132,8 @@ def _shipped_files(recipe: Recipe, paths: ArtifactPaths) -> Files:
     for stage in stages_for(recipe):
         if stage.name in BY_ID and BY_ID[stage.name].shipped:
             written.update(stage.outputs(recipe, paths))
-    return {**written, **_samples(paths), "eval": paths.eval, **_weights_file(recipe, paths)}
+    return {**written, **_samples(paths), **_calibration(recipe, paths), "eval": paths.eval,
+            **_weights_file(recipe, paths)}
 
 
 STAGES: tuple[Stage, ...] = (
@@ -119,6 +153,15 @@ STAGES: tuple[Stage, ...] = (
         tools=("scikit-learn", "scikit-image", "pillow", "numpy"),
         inputs=_sample_sources,
         outputs=lambda recipe, paths: _samples(paths),
+    ),
+    Stage(
+        "calibration",
+        "calibration images under the artifact folder (training split, or your folder), never the samples",
+        fields=("calibration", "weights.train.dataset", "weights.train.holdout", "weights.train.seed"),
+        tools=("scikit-learn", "pillow", "numpy"),
+        inputs=lambda recipe, paths: {**_calibration_sources(recipe), **_samples(paths)},
+        outputs=_calibration,
+        applies=lambda recipe: recipe.calibration is not None,
     ),
     variant_stage(
         "int8",
@@ -151,14 +194,7 @@ STAGES: tuple[Stage, ...] = (
         fields=(),
         tools=("onnx", "onnxruntime"),
     ),
-    variant_stage(
-        "pte",
-        "ExecuTorch program: torch.export, XNNPACK dynamic int8, lowered; run in ExecuTorch on a sample image",
-        fields=("model", "preprocess", "executorch"),
-        tools=(*MODEL_CODE, *IMAGES, "executorch", "torchao"),
-        samples=True,
-        extra_outputs=lambda paths: {"delegation": paths.delegation},
-    ),
+    *(pte_stage(v.id) for v in VARIANTS if v.strategy),
     Stage(
         "eval",
         "every variant on the sample images: top-1/top-5, agreement and logit error vs fp32",

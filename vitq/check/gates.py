@@ -55,6 +55,28 @@ def delegation_check(recipe: Recipe, delegation: dict[str, Any], variant: str = 
     return check
 
 
+def choose_candidate(candidates: list[str], checks: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """The ExecuTorch candidate that ships: the first (in the recipe's order) whose checks (those named
+    ``<variant>.*``) all pass, not-applicable counting as passed; and per candidate its checks, whether it passed,
+    whether it shipped and why."""
+    records, chosen = [], None
+    for variant in candidates:
+        own = [c for c in checks if c["name"].split(".")[0] == variant]
+        missed = failures(own)
+        passed = not missed
+        if passed and chosen is None:
+            chosen = variant
+            earlier = [r["variant"] for r in records]
+            why = (f"the first candidate that passes its gates ({', '.join(earlier)} did not)" if earlier
+                   else "the first candidate, and it passes its gates")
+        elif passed:
+            why = f"passes its gates, but {chosen} comes first in executorch.quantize"
+        else:
+            why = "missed " + "; ".join(m.removeprefix("check failed: ") for m in missed)
+        records.append({"variant": variant, "checks": own, "passed": passed, "shipped": variant == chosen, "why": why})
+    return chosen, records
+
+
 def failures(checks: list[dict[str, Any]]) -> list[str]:
     """One line per failed check: variant, metric, value and threshold, and what was found where the check says."""
     return [

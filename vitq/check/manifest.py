@@ -18,28 +18,28 @@ from vitq.fileio import canonical, sha256_file
 from vitq.layout import SAMPLES
 from vitq.model.samples import read_labels
 from vitq.recipe import Recipe
-from vitq.variants import REFERENCE, parent_of, shipped
+from vitq.variants import BY_ID, REFERENCE, Variant, parent_of, shipped
 
 SCHEMA_ID = "vitq.manifest/1"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 
 
 def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evaluation: dict[str, Any],
-                   checks: list[dict[str, Any]], weights_uri: str) -> dict[str, Any]:
-    """``files`` maps every shipped variant id (and ``samples``, and ``weights`` for a weights file) to its file."""
+                   checks: list[dict[str, Any]], weights_uri: str,
+                   choice: tuple[str | None, list[dict[str, Any]]] = (None, [])) -> dict[str, Any]:
+    """``files`` maps every shipped variant id (and ``samples``, ``delegation:<candidate>``, ``calibration``, and
+    ``weights`` for a weights file) to its file. ``choice``: the ExecuTorch candidate that ships and every
+    candidate's record (vitq.check.gates.choose_candidate): only the chosen one is an artifact."""
     resolved = recipe.resolved()
-    fp32_bytes = files[REFERENCE].stat().st_size
-    delegation = json.loads(files["delegation"].read_text(encoding="utf-8")) if "delegation" in files else None
-    artifacts = []
+    chosen, records = choice
+    artifacts = {}
     for variant in shipped(recipe):
-        file = files[variant.id]
-        size = file.stat().st_size
-        artifacts.append({
-            "name": variant.id, "path": _relative(file, root), "format": variant.format, "bytes": size,
-            "sha256": sha256_file(file), "parent": parent_of(variant.id, recipe),
-            "size_ratio_vs_fp32": round(size / fp32_bytes, 4),
-            **({"delegation": delegation} if variant.runtime == "executorch" and delegation else {}),
-        })
+        artifacts[variant.id] = _artifact(recipe, variant, files, root)
+    candidates = [{**_candidate(artifacts.pop(r["variant"]), evaluation["metrics"][r["variant"]]),
+                   **{k: r[k] for k in ("passed", "shipped", "why", "checks")}} for r in records]
+    for record in candidates:
+        if record["shipped"]:
+            artifacts[record["variant"]] = _artifact(recipe, BY_ID[record["variant"]], files, root)
     return {
         "schema": SCHEMA_ID,
         "recipe": {"name": recipe.name, "version": recipe.version,
@@ -47,12 +47,49 @@ def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evalua
         "weights": weights_record(recipe, files, weights_uri),
         "versions": recorded_versions(),
         "samples": samples_record(files[SAMPLES], root),
-        "artifacts": artifacts,
+        **({"calibration": calibration_record(recipe, files["calibration"], root)} if "calibration" in files else {}),
+        "artifacts": [artifacts[v.id] for v in shipped(recipe) if v.id in artifacts],
+        **({"candidates": candidates} if candidates else {}),
         "accuracy": evaluation["metrics"],
         "classes": evaluation["classes"],
         "checks": checks,
-        "passed": all(c["passed"] is not False for c in checks),
+        "passed": all(c["passed"] is not False for c in checks) and (chosen is not None or not records),
     }
+
+
+def _artifact(recipe: Recipe, variant: Variant, files: Mapping[str, Path], root: Path) -> dict[str, Any]:
+    file = files[variant.id]
+    size = file.stat().st_size
+    delegation = files.get(f"delegation:{variant.id}")
+    return {
+        "name": variant.id, "path": _relative(file, root), "format": variant.format, "bytes": size,
+        "sha256": sha256_file(file), "parent": parent_of(variant.id, recipe),
+        "size_ratio_vs_fp32": round(size / files[REFERENCE].stat().st_size, 4),
+        **({"delegation": json.loads(delegation.read_text(encoding="utf-8"))} if delegation else {}),
+    }
+
+
+def _candidate(artifact: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """An ExecuTorch candidate as the manifest and report compare them (its file stays in the build folder)."""
+    quantization = artifact.get("delegation", {}).get("quantization", {})
+    return {
+        "variant": artifact["name"], "strategy": BY_ID[artifact["name"]].strategy, "path": artifact["path"],
+        "bytes": artifact["bytes"], "sha256": artifact["sha256"], "size_ratio_vs_fp32": artifact["size_ratio_vs_fp32"],
+        "top1": metrics["top1"], "agreement": metrics["agreement"], "max_abs_logit_diff": metrics["max_abs_logit_diff"],
+        "keep_float": quantization.get("keep_float", []),
+        "portable_nodes": artifact.get("delegation", {}).get("portable_nodes"),
+    }
+
+
+def calibration_record(recipe: Recipe, listing: Path, root: Path) -> dict[str, Any]:
+    """The calibration set as one hash over its listing and every image it names, and where it came from."""
+    digest = hashlib.sha256()
+    names = listing.read_text(encoding="utf-8").split()
+    for name in [listing.name, *names]:
+        digest.update(f"{name}\0{sha256_file(listing.parent / name)}\n".encode())
+    source = "training split" if recipe.calibration.split else "folder"
+    return {"path": _relative(listing.parent, root), "source": source, "images": len(names),
+            "sha256": digest.hexdigest()}
 
 
 def weights_record(recipe: Recipe, files: Mapping[str, Path], uri: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from vitq.variants import MOBILE, REFERENCE, VARIANTS, mobile_variant
 
 
 def table(manifest: dict[str, Any]) -> str:
-    artifacts = {a["name"]: a for a in manifest["artifacts"]}
+    artifacts = {**{c["variant"]: c for c in manifest.get("candidates", [])}, **{a["name"]: a for a in manifest["artifacts"]}}
     gates = _gates_by_variant(manifest["checks"])
     header = "| variant | file | size | vs fp32 | top-1 | top-5 | agreement | max Δlogit | mean Δlogit | gate |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
@@ -43,7 +43,8 @@ def markdown(manifest: dict[str, Any]) -> str:
     out += _delegation(manifest)
     if manifest["weights"].get("note"):
         out += ["", f"**Note:** {manifest['weights']['note']}."]
-    out += ["", table(manifest), "", "## Checks", "", "| check | value | threshold | result |", "|---|---|---|---|"]
+    out += ["", table(manifest), *_candidates(manifest), "", "## Checks", "",
+            "| check | value | threshold | result |", "|---|---|---|---|"]
     for c in manifest["checks"]:
         result = {True: "pass", False: "**FAIL**", None: "n/a"}[c["passed"]]
         out.append(f"| {c['name']} | {c['value']:.6g} | {c['op']} {c['threshold']:.6g} | {result} |")
@@ -53,6 +54,27 @@ def markdown(manifest: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()))
     out += ["", f"Built with {versions}.", ""]
     return "\n".join(out)
+
+
+def _candidates(manifest: dict[str, Any]) -> list[str]:
+    """Each ExecuTorch candidate side by side, which one ships and why (the others stay in the build folder)."""
+    candidates = manifest.get("candidates")
+    if not candidates:
+        return []
+    out = ["", "## ExecuTorch candidates", "", f"In the order `executorch.quantize` lists them; b1 latency: `doit bench:"
+           f"{manifest['recipe']['name']}` (bench.md, candidates.png).", "",
+           "| candidate | file | size | vs fp32 | top-1 | agreement | max Δlogit | kept in float | shipped | why |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in candidates:
+        out.append("| " + " | ".join([
+            c["strategy"], f"`{c['path']}`", human_size(c["bytes"]), f"{c['size_ratio_vs_fp32']:.3f}x", f"{c['top1']:.1%}",
+            f"{c['agreement']:.1%}", _bound(c["max_abs_logit_diff"]), ", ".join(c["keep_float"]) or "none",
+            "**yes**" if c["shipped"] else "no", c["why"]]) + " |")
+    calibration = manifest.get("calibration")
+    if calibration:
+        out += ["", f"Calibration: {calibration['images']} images from the {calibration['source']} "
+                f"(`{calibration['path']}`, sha256 `{calibration['sha256'][:16]}…`), none of them a sample image."]
+    return out
 
 
 def _delegation(manifest: dict[str, Any]) -> list[str]:
@@ -87,7 +109,8 @@ def _bound(error: float) -> str:
 
 def _mobile(manifest: dict[str, Any]) -> str:
     app = mobile_variant([a["name"] for a in manifest["artifacts"]])
-    what = {MOBILE: "PyTorch Lite, dynamic int8 for ARM/qnnpack", "pte": "ExecuTorch, XNNPACK"}.get(app, "float reference")
+    what = "float reference" if app == REFERENCE else ("PyTorch Lite, dynamic int8 for ARM/qnnpack" if app == MOBILE
+                                                       else "ExecuTorch, XNNPACK")
     return f"`{_path(manifest, app)}` ({what})"
 
 

@@ -29,9 +29,11 @@ PTE_OFF = "or switch the .pte off with executorch: {enabled: false}"
 TUPLE_UNPACKING = "getitem"  # unpacks a delegate's outputs: no compute, not counted as portable
 
 
-def export_executorch(recipe: Recipe, model: torch.nn.Module) -> tuple[bytes, dict[str, Any]]:
-    """The model as an ExecuTorch program lowered to XNNPACK, quantized as ``executorch.quantize`` says
-    (vitq.model.pte_quantization); with what the partitioner delegated (nodes per operator, and why any stayed out).
+def export_executorch(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: torch.Tensor | None = None,
+                      keep_float: tuple[str, ...] = ()) -> tuple[bytes, dict[str, Any]]:
+    """The model as an ExecuTorch program lowered to XNNPACK, quantized per ``strategy`` (one of the recipe's
+    candidates, vitq.model.pte_quantization; ``calibration``: image batch for static_int8; ``keep_float``: layers
+    left in float); with what the partitioner delegated (nodes per operator, and why any stayed out).
 
     xnnpack rewrites -> torch.export (non-strict: transformers' forward takes keywords) and quantization ->
     to_edge_transform_and_lower(edge passes, XnnpackPartitioner) -> to_executorch. Exported for batch 1, as an app
@@ -45,13 +47,13 @@ def export_executorch(recipe: Recipe, model: torch.nn.Module) -> tuple[bytes, di
     from vitq.model.xnnpack_rewrites import edge_passes, prepare_for_xnnpack
 
     example = (networks.example_input(recipe),)
-    strategy = recipe.executorch.quantize
     pte_off = f"try executorch: {{quantize: none}}, {PTE_OFF}"
     with (Progress(3, unit="step") as progress, quiet_stderr(),  # a failure's fake-tensor log
           converting(recipe.path, "executorch", f"exporting {recipe.model.name} for ExecuTorch", pte_off)):
         progress.step(f"export and quantize (torch.export, {strategy})")
         program = quantize_for_xnnpack(prepare_for_xnnpack(model), example, strategy,
-                                       group_size=recipe.executorch.group_size)
+                                       group_size=recipe.executorch.group_size, calibration=calibration,
+                                       keep_float=keep_float)
         progress.step("lower (XNNPACK)")
         with partitioner_reasons() as reasons:
             edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])

@@ -37,6 +37,19 @@ def source_files(recipe: Recipe) -> dict[str, Path]:
     return {**({"labels": labels} if labels.is_file() else {}), **{f"image:{p.name}": p for p in images}}
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def calibration_files(recipe: Recipe) -> dict[str, Path]:
+    """A calibration folder's images as ``image:<name>`` (the first ``calibration.count`` by name); empty when the
+    recipe calibrates on its training split, or the folder is missing (the calibration stage's one-line error)."""
+    spec = recipe.calibration
+    if spec is None or spec.dir is None or not Path(spec.dir).is_dir():
+        return {}
+    images = sorted(p for p in Path(spec.dir).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return {f"image:{p.name}": p for p in images[:spec.count]}
+
+
 def read_samples(labels_file: Path, num_classes: int | None = None, shown_as: Path | None = None) -> list[Sample]:
     """A build's materialised samples (``samples/labels.csv`` and the images beside it), checked against
     the model's classes. ``shown_as`` names the user's own labels file in messages, when copied from one."""

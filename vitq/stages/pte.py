@@ -1,12 +1,19 @@
-"""The ExecuTorch program (.pte, XNNPACK, dynamic int8 per-channel): export it, then load it back in ExecuTorch's
-runtime and run it on a real sample image before the stage is done (the eval stage scores it on all of them).
+"""One ExecuTorch candidate (.pte, XNNPACK, quantized per one of ``executorch.quantize``'s strategies): export it,
+then load it back in ExecuTorch's runtime and run it on a real sample image before the stage is done (the eval
+stage scores it on all of them, the manifest stage picks the candidate that ships).
 
-Also writes what XNNPACK took and what stayed on portable kernels, for the manifest.
+Mixed precision: where the recipe declares calibration images and the program's top-1 agrees with fp32's on fewer
+of them than ``checks.min_agreement``, the layers whose quantized output is furthest from fp32 (lowest SQNR,
+``pte_quantization.layer_sensitivity``) are kept in float, 1, 2, 4... up to ``executorch.max_float_layers``, until it
+agrees. Calibration images only: the samples judge the result, they must not choose it.
+
+Also writes what XNNPACK took, what stayed on portable kernels and how the program was quantized, for the manifest.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,22 +27,78 @@ from vitq.model.preprocess import load_batch
 from vitq.model.runtimes import load_pte
 from vitq.model.samples import read_samples
 from vitq.recipe import Recipe
+from vitq.variants import BY_ID
 
 TOLERANCE = 0.1  # of the largest |logit|: dynamic int8 vs float, on one image; eval measures the real error
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
+    variant_id = next(key for key in outputs if key in BY_ID)
+    strategy = BY_ID[variant_id].strategy
     model = networks.load_fp32(recipe, inputs["fp32"])
-    program, delegation = export_executorch(recipe, model)
+    calibration = calibration_batch(recipe, inputs["calibration"]) if "calibration" in inputs else None
     sample = read_samples(inputs[SAMPLES])[0].path
-    with atomic_path(outputs["pte"]) as tmp:
-        tmp.write_bytes(program)
+    with atomic_path(outputs[variant_id]) as tmp:
+        delegation, quantization = _build(recipe, model, strategy, calibration, tmp)
         diff = _check(recipe, model, tmp, sample)
-    write_json(outputs["delegation"], delegation)
+        size = tmp.stat().st_size
+    write_json(outputs[f"delegation:{variant_id}"], {**delegation, "quantization": quantization})
     total = delegation["delegated_nodes"] + delegation["portable_nodes"]
-    return (f"{recipe.executorch.quantize} -> {outputs['pte'].name} ({len(program) / 1e6:.2f} MB), XNNPACK took "
+    kept = quantization["keep_float"]
+    return (f"{strategy} -> {outputs[variant_id].name} ({size / 1e6:.2f} MB)"
+            f"{f', {len(kept)} layers kept in float' if kept else ''}, XNNPACK took "
             f"{delegation['delegated_nodes']}/{total} graph nodes; ran in ExecuTorch on {sample.name}: "
             f"max |dlogit| vs fp32 {diff:.1e}")
+
+
+def calibration_batch(recipe: Recipe, listing: Path) -> torch.Tensor:
+    """The calibration images (the calibration stage wrote them), preprocessed as the recipe says."""
+    names = listing.read_text(encoding="utf-8").split()
+    return load_batch(recipe.preprocess, [listing.parent / name for name in names])
+
+
+def _build(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: torch.Tensor | None,
+           target: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write the candidate's program to ``target``, with layers kept in float while it disagrees with fp32 on the
+    calibration images (and the bound allows); its delegation record and how it was quantized."""
+    program, delegation = export_executorch(recipe, model, strategy, calibration)
+    target.write_bytes(program)
+    quantization: dict[str, Any] = {"strategy": strategy, "keep_float": []}
+    if strategy == "8da4w":
+        quantization["group_size"] = recipe.executorch.group_size
+    if calibration is None or strategy == "none":
+        return delegation, quantization
+    agreement = _agreement(model, target, calibration)
+    bound = recipe.executorch.max_float_layers
+    if agreement < recipe.checks.min_agreement and bound:
+        for kept in _keep_float_steps(recipe, model, strategy, calibration, bound):
+            program, delegation = export_executorch(recipe, model, strategy, calibration, keep_float=kept)
+            target.write_bytes(program)
+            agreement, quantization["keep_float"] = _agreement(model, target, calibration), list(kept)
+            if agreement >= recipe.checks.min_agreement:
+                break
+    quantization["calibration_agreement"] = round(agreement, 6)
+    return delegation, quantization
+
+
+def _keep_float_steps(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: torch.Tensor,
+                      bound: int) -> list[tuple[str, ...]]:
+    """The layers to keep in float on each retry: the 1, 2, 4... most sensitive, ending at ``bound``."""
+    from vitq.model.pte_quantization import layer_sensitivity
+    from vitq.model.xnnpack_rewrites import prepare_for_xnnpack
+
+    sqnr = layer_sensitivity(prepare_for_xnnpack(model), [calibration], strategy, recipe.executorch.group_size)
+    ranked = sorted(sqnr, key=lambda name: (sqnr[name], name))
+    counts = sorted({min(2 ** i, bound, len(ranked)) for i in range(bound.bit_length() + 1)})
+    return [tuple(ranked[:count]) for count in counts if count]
+
+
+def _agreement(model: torch.nn.Module, program: Path, images: torch.Tensor) -> float:
+    """The fraction of images on which the program's top-1 class is fp32's."""
+    got = load_pte(program)(images).argmax(axis=1)
+    with torch.no_grad():
+        expected = model(images).argmax(dim=1).numpy()
+    return float((got == expected).mean())
 
 
 def _check(recipe: Recipe, model: torch.nn.Module, pte_file: Path, image: Path) -> float:
@@ -46,7 +109,8 @@ def _check(recipe: Recipe, model: torch.nn.Module, pte_file: Path, image: Path) 
     with torch.no_grad():
         expected = model(batch).numpy()
     diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
-    if not diff <= TOLERANCE * max(1e-6, float(np.abs(expected).max())):
+    alone = len(recipe.pte_candidates) == 1  # among candidates, the gates judge it (and another may ship)
+    if alone and not diff <= TOLERANCE * max(1e-6, float(np.abs(expected).max())):
         raise VitqError(f"{pte_file.name}: ExecuTorch output on {image.name} differs from {recipe.name}'s fp32 "
                         f"model by {diff:.2e}")
     return diff

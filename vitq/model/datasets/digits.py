@@ -16,6 +16,7 @@ class DigitsSplit:
     held_out_images: np.ndarray
     held_out_labels: np.ndarray
     held_out_index: np.ndarray  # row in the original data set, used to name sample files
+    train_index: np.ndarray  # the same for the training rows (calibration images are named by it)
 
 
 def load_split(holdout: float, seed: int) -> DigitsSplit:
@@ -28,4 +29,4 @@ def load_split(holdout: float, seed: int) -> DigitsSplit:
     index = np.arange(len(images))
     tr, te = train_test_split(index, test_size=holdout, random_state=seed, stratify=data.target)
     te = np.sort(te)
-    return DigitsSplit(images[tr], data.target[tr], images[te], data.target[te], te)
+    return DigitsSplit(images[tr], data.target[tr], images[te], data.target[te], te, tr)

@@ -41,6 +41,7 @@ def calibration_images(folder: Path, count: int = 6) -> Path:
 
 def int4_breaking_weights(folder: Path) -> Path:
     """The tiny ViT's random weights, with the classifier outliers described above."""
+    torch.manual_seed(7)  # the same weights on every run
     model = networks.create_model(tiny_recipe(folder / "base"))
     state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
     state["norm.weight"][0], state["norm.bias"][0] = 0.0, 0.0  # feature 0 is always zero after the last LayerNorm
@@ -178,3 +179,19 @@ def test_auto_tries_the_smallest_program_first_and_static_only_with_calibration(
         "8da4w", "dynamic_int8", "none")
     calibrated = tiny_recipe(tmp_path / "b", extra="executorch: {quantize: auto}\ncalibration: {dir: images}\n")
     assert calibrated.pte_candidates == ("8da4w", "dynamic_int8", "static_int8", "none")
+
+
+@pytest.mark.heavy
+def test_bench_draws_the_candidates_size_accuracy_and_latency_beside_its_chart(first_fails, tiny_build):
+    from vitq.bench.__main__ import write_candidates_chart
+
+    _, paths = first_fails
+    report = {"threads": 1, "recipe": {"name": "tiny"}, "host": {"cpu": "test cpu"},
+              "variants": [{"id": "pte_8da4w", "variant": "pte_8da4w", "batches": {"1": {"p50_ms": 3.5}}},
+                           {"id": "pte", "variant": "pte", "batches": {"1": {"p50_ms": 2.5}}}]}
+    write_candidates_chart(report, paths)
+    with Image.open(paths.root / "candidates.png") as image:
+        image.load()
+        assert image.format == "PNG" and image.width > 600
+    write_candidates_chart(report, tiny_build)  # one strategy: no candidates, no chart
+    assert not (tiny_build.root / "candidates.png").exists()

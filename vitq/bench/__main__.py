@@ -54,6 +54,7 @@ def bench(args: argparse.Namespace) -> int:
     report = run_bench(recipe, paths, repeats=args.repeats, warmup=args.warmup, batch_sizes=batch_sizes,
                        threads=args.threads, progress=not args.no_progress)
     write_outputs(report, paths.bench_files)
+    write_candidates_chart(report, paths)
     failed = [r["id"] for r in report["variants"] if r["error"]]
     print(f"  {recipe.name}:bench    {len(report['variants'])} variants x batch "
           f"{','.join(map(str, report['batch_sizes']))}, {report['threads']} thread(s) -> "
@@ -72,6 +73,18 @@ def write_outputs(report: dict[str, Any], files: dict[str, Path]) -> None:
         chart(report, tmp)
     write_text(files["md"], markdown(report))
     write_text(files["json"], json.dumps(report, indent=2) + "\n")
+
+
+def write_candidates_chart(report: dict[str, Any], paths: Any) -> None:
+    """candidates.png beside bench.png, for a build that chose among ExecuTorch candidates (its manifest lists
+    them); not a task target, since most builds have one candidate."""
+    from vitq.bench.chart import candidates_chart
+    from vitq.fileio import atomic_path
+
+    manifest = json.loads(paths.manifest.read_text(encoding="utf-8")) if paths.manifest.is_file() else {}
+    if manifest.get("candidates"):
+        with atomic_path(paths.root / "candidates.png") as tmp:
+            candidates_chart(report, manifest["candidates"], tmp)
 
 
 if __name__ == "__main__":

@@ -64,3 +64,40 @@ def _size_panel(ax: Any, report: dict[str, Any]) -> None:
     ax.set_xlabel("file size, MB (green: the mobile artifact)")
     ax.set_title("Size")
     ax.set_xlim(0, max(sizes + [1e-9]) * 1.3)
+
+
+def candidates_chart(report: dict[str, Any], candidates: list[dict[str, Any]], out: Path) -> None:
+    """candidates.png, beside bench.png: each ExecuTorch candidate's size against its top-1 agreement with fp32
+    (the shipped one in green, those that missed a gate hollow), and its b1 latency. Writes a PNG to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = {r["variant"]: r for r in report["variants"] if r["id"] == r["variant"]}
+    fig, (trade, latency) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    for c in candidates:
+        color = "tab:green" if c["shipped"] else "tab:gray"
+        trade.scatter(c["bytes"] / 1e6, 100 * c["agreement"], s=80, color=color if c["passed"] else "none",
+                      edgecolors=color, linewidths=2)
+        trade.annotate(f" {c['strategy']} ({c['size_ratio_vs_fp32']:.2f}x, top-1 {c['top1']:.1%})",
+                       (c["bytes"] / 1e6, 100 * c["agreement"]), fontsize=8, va="center")
+    trade.set_xlabel("file size, MB")
+    trade.set_ylabel("top-1 agreement with fp32, % of samples")
+    trade.set_title("Size against accuracy (green: shipped; hollow: missed a gate)")
+    trade.grid(alpha=0.3)
+    names = [c["strategy"] for c in candidates]
+    p50 = [measured.get(c["variant"], {}).get("batches", {}).get("1", {}).get("p50_ms", 0.0) for c in candidates]
+    bars = latency.barh(range(len(names)), p50, color=["tab:green" if c["shipped"] else "tab:gray" for c in candidates])
+    for bar, value in zip(bars, p50, strict=True):
+        latency.text(value, bar.get_y() + bar.get_height() / 2, f" {value:.3g} ms" if value else " not timed",
+                     va="center", fontsize=8)
+    latency.set_yticks(range(len(names)), names)
+    latency.invert_yaxis()
+    latency.set_xlabel(f"ms at batch 1, p50, {report['threads']} thread(s)")
+    latency.set_title("Latency")
+    latency.set_xlim(0, max(p50 + [1e-9]) * 1.4)
+    fig.suptitle(f"{report['recipe']['name']}: ExecuTorch candidates on {report['host']['cpu']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, format="png", dpi=110)
+    plt.close(fig)

@@ -195,3 +195,18 @@ def test_bench_draws_the_candidates_size_accuracy_and_latency_beside_its_chart(f
         assert image.format == "PNG" and image.width > 600
     write_candidates_chart(report, tiny_build)  # one strategy: no candidates, no chart
     assert not (tiny_build.root / "candidates.png").exists()
+
+
+def test_the_build_cache_stores_and_hashes_the_calibration_set_as_a_folder(tmp_path):
+    from vitq.build.cache import input_digest, output_files
+    from vitq.layout import CALIBRATION
+
+    paths = ArtifactPaths.for_recipe(tmp_path, "tiny")
+    calibration_images(paths.calibration_list.parent)
+    paths.calibration_list.write_text("".join(f"cal{i}.png\n" for i in range(6)))
+    stored = output_files({CALIBRATION: paths.calibration_list}, paths.root)
+    assert sorted(path for _, path, _ in stored) == sorted(
+        ["calibration/images.txt", *(f"calibration/cal{i}.png" for i in range(6))])
+    before = input_digest(CALIBRATION, paths.calibration_list)
+    (paths.calibration_list.parent / "cal3.png").write_bytes(b"another image")
+    assert input_digest(CALIBRATION, paths.calibration_list) != before  # an image, not only the listing, counts

@@ -9,6 +9,8 @@ from vitq.errors import RecipeError
 from vitq.variants import BY_ID
 
 SAMPLES = "samples"  # the sample set's key in a stage's inputs/outputs: its labels.csv, images beside it
+CALIBRATION = "calibration"  # the calibration set's key: its images.txt, images beside it
+FOLDERS = (SAMPLES, CALIBRATION)  # keys that stand for a whole folder (hashed, cached and restored whole)
 
 
 @dataclass(frozen=True)

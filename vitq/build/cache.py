@@ -35,7 +35,7 @@ from vitq.build.pipeline import Files, Stage, stage_named, stages_for
 from vitq.build.runner import StageRun, log_stage_run, stage_line
 from vitq.errors import VitqError, one_line
 from vitq.fileio import atomic_path, canonical, sha256_file
-from vitq.layout import SAMPLES, ArtifactPaths
+from vitq.layout import FOLDERS, ArtifactPaths
 from vitq.recipe import Recipe
 
 MODE_VAR = "VITQ_CACHE_MODE"
@@ -85,7 +85,7 @@ def tree_digest(files: Iterable[tuple[str, str]]) -> str:
 
 def input_digest(name: str, path: Path) -> str:
     """sha256 of an input file; of the whole folder for the sample set."""
-    if name == SAMPLES:
+    if name in FOLDERS:
         return tree_digest((f.name, sha256_file(f)) for f in _folder_files(path.parent))
     return sha256_file(path)
 
@@ -109,7 +109,7 @@ def output_files(outputs: Files, root: Path) -> list[tuple[str, str, Path]]:
     """``(output, path in the build folder, file)`` of everything a stage wrote (the sample set: its folder)."""
     found = []
     for name, path in outputs.items():
-        for file in _folder_files(path.parent) if name == SAMPLES else [path]:
+        for file in _folder_files(path.parent) if name in FOLDERS else [path]:
             found.append((name, file.relative_to(root).as_posix(), file))
     return found
 
@@ -133,9 +133,9 @@ def checked_outputs(record: Any, key: str, outputs: Files, root: Path) -> list[d
                 and isinstance(entry.get("sha256"), str) and HEX64.fullmatch(entry["sha256"])):
             raise fault("an output entry lacks its path, sha256 or bytes")
         name, path = entry.get("output"), entry["path"]
-        if name == SAMPLES and name in wanted:
+        if name in FOLDERS and name in wanted:
             folder, _, file = path.partition("/")
-            fits = folder == posixpath.dirname(wanted[SAMPLES]) and file and "/" not in file and file[0] != "."
+            fits = folder == posixpath.dirname(wanted[name]) and file and "/" not in file and file[0] != "."
         else:
             fits = wanted.get(name) == path
         if not fits or path in seen:
@@ -205,7 +205,7 @@ class StageCache:
         with contextlib.ExitStack() as stack:
             temps: dict[str, Path] = {}
             for name, path in outputs.items():
-                if name == SAMPLES:  # the whole folder, swapped in at once as the samples stage does
+                if name in FOLDERS:  # the whole folder, swapped in at once as the samples stage does
                     folder = stack.enter_context(atomic_path(path.parent))
                     folder.mkdir()
                     temps.update({e["path"]: folder / e["path"].split("/", 1)[1] for e in entries if e["output"] == name})
@@ -293,7 +293,7 @@ def _recorded_digests(entries: list[dict[str, Any]], outputs: Files) -> dict[Pat
     digests = {}
     for name, path in outputs.items():
         mine = [e for e in entries if e["output"] == name]
-        if name == SAMPLES:
+        if name in FOLDERS:
             digests[path] = tree_digest((e["path"].split("/", 1)[1], e["sha256"]) for e in mine)
         else:
             digests[path] = mine[0]["sha256"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitq.check.versions import RECORDED_TOOLS
-from vitq.layout import SAMPLES, ArtifactPaths
+from vitq.layout import CALIBRATION, SAMPLES, ArtifactPaths
 from vitq.model.samples import calibration_files, source_files
 from vitq.recipe import Recipe
 from vitq.variants import BY_ID, VARIANTS, parent_of, variants_for
@@ -85,7 +85,7 @@ def variant_stage(variant_id: str, doc: str, fields: tuple[str, ...], tools: tup
 
 def _calibration(recipe: Recipe, paths: ArtifactPaths) -> Files:
     """The calibration images' listing, for the ExecuTorch candidates (static ranges, mixed precision)."""
-    return {"calibration": paths.calibration_list} if recipe.calibration is not None else {}
+    return {CALIBRATION: paths.calibration_list} if recipe.calibration is not None else {}
 
 
 def pte_stage(variant_id: str) -> Stage:

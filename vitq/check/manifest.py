@@ -15,7 +15,7 @@ from typing import Any
 from vitq.check.versions import recorded_versions
 from vitq.errors import InputError
 from vitq.fileio import canonical, sha256_file
-from vitq.layout import SAMPLES
+from vitq.layout import CALIBRATION, SAMPLES
 from vitq.model.samples import read_labels
 from vitq.recipe import Recipe
 from vitq.variants import BY_ID, REFERENCE, Variant, parent_of, shipped
@@ -47,7 +47,7 @@ def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evalua
         "weights": weights_record(recipe, files, weights_uri),
         "versions": recorded_versions(),
         "samples": samples_record(files[SAMPLES], root),
-        **({"calibration": calibration_record(recipe, files["calibration"], root)} if "calibration" in files else {}),
+        **({"calibration": calibration_record(recipe, files[CALIBRATION], root)} if CALIBRATION in files else {}),
         "artifacts": [artifacts[v.id] for v in shipped(recipe) if v.id in artifacts],
         **({"candidates": candidates} if candidates else {}),
         "accuracy": evaluation["metrics"],

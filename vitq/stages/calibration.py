@@ -14,7 +14,7 @@ from PIL import Image
 
 from vitq.errors import RecipeError
 from vitq.fileio import atomic_path, sha256_file
-from vitq.layout import SAMPLES
+from vitq.layout import CALIBRATION, SAMPLES
 from vitq.model.datasets import digits
 from vitq.model.preprocess import open_image
 from vitq.model.samples import read_samples
@@ -22,7 +22,7 @@ from vitq.recipe import Recipe
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
-    listing = outputs["calibration"]
+    listing = outputs[CALIBRATION]
     with atomic_path(listing.parent) as folder:
         folder.mkdir()
         if recipe.calibration.split == "train":

@@ -20,7 +20,7 @@ import torch
 
 from vitq.errors import VitqError, converting
 from vitq.fileio import atomic_path, write_json
-from vitq.layout import SAMPLES
+from vitq.layout import CALIBRATION, SAMPLES
 from vitq.model import networks
 from vitq.model.executorch_export import PTE_OFF, export_executorch
 from vitq.model.preprocess import load_batch
@@ -36,7 +36,7 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     variant_id = next(key for key in outputs if key in BY_ID)
     strategy = BY_ID[variant_id].strategy
     model = networks.load_fp32(recipe, inputs["fp32"])
-    calibration = calibration_batch(recipe, inputs["calibration"]) if "calibration" in inputs else None
+    calibration = calibration_batch(recipe, inputs[CALIBRATION]) if CALIBRATION in inputs else None
     sample = read_samples(inputs[SAMPLES])[0].path
     with atomic_path(outputs[variant_id]) as tmp:
         delegation, quantization = _build(recipe, model, strategy, calibration, tmp)

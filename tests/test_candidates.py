@@ -26,6 +26,8 @@ from vitq.layout import ArtifactPaths
 from vitq.model import networks
 from vitq.model.runtimes import load_pte
 from vitq.recipe import load_recipe
+from vitq.ship.predict import predict
+from vitq.ship.verify import verify
 
 from helpers_models import build, tiny_recipe
 
@@ -85,8 +87,13 @@ def test_the_first_candidate_that_passes_ships_and_every_candidate_is_recorded(f
     assert records["8da4w"]["bytes"] < records["dynamic_int8"]["bytes"]
     report = paths.report.read_text()
     assert "## ExecuTorch candidates" in report and "| static_int8 | `static_int8.pte`" in report
-    # the shipped program runs in ExecuTorch's runtime
+    # the shipped program runs in ExecuTorch's runtime; verify re-runs what shipped; predict takes any candidate
     assert load_pte(paths.root / "static_int8.pte")(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+    assert verify(paths.manifest) == []
+    image = paths.samples_dir / "img1.png"
+    for candidate in ("static_int8.pte", "8da4w.pte"):
+        [(got, best)] = predict(paths.root / candidate, [image], top=2)
+        assert got == image and len(best) == 2
 
 
 @pytest.mark.heavy

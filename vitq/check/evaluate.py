@@ -32,14 +32,15 @@ EVAL_THREADS = 1
 def evaluate(recipe: Recipe, files: Mapping[str, Path], labels: Path) -> dict[str, Any]:
     """Metrics of every variant: top-1/top-5 against labels, agreement and logit error against fp32.
 
-    ``files`` maps variant ids to their files (at least fp32's); ``labels`` is the sample set's labels.csv.
+    ``files`` maps variant ids to their files (at least fp32's); ``labels`` is the sample set's labels.csv. A variant
+    whose file is not given is left out: a release holds only the ExecuTorch candidate that shipped.
     """
     torch.set_num_threads(EVAL_THREADS)
     samples = read_samples(labels)
     batches = [load_batch(recipe.preprocess, [s.path for s in samples[i : i + BATCH]])
                for i in range(0, len(samples), BATCH)]
     logits = {}
-    variants = variants_for(recipe)
+    variants = [v for v in variants_for(recipe) if v.file is None or v.id in files]
     with Progress(len(variants) * len(samples), unit="images") as progress:  # prefix: the stage's, or verify's
         for i, variant in enumerate(variants, 1):  # one at a time: peak memory is one model, not all of them
             progress.set_postfix_str(f"variant {i}/{len(variants)}: {variant.id}")

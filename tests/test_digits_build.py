@@ -19,7 +19,7 @@ from vitq.fileio import sha256_file
 from vitq.model.preprocess import load_batch
 from vitq.model.samples import read_labels
 from vitq.recipe import load_recipe
-from vitq.variants import VARIANTS
+from vitq.variants import variants_for
 
 from conftest import DIGITS
 
@@ -40,8 +40,13 @@ def test_build_prints_a_line_per_stage_and_the_summary_table(digits_build):
     assert f"reloaded in the lite interpreter and run on {first_sample}" in output  # before the stage is done
 
 
+def built(digits_build):
+    return variants_for(load_recipe(DIGITS))
+
+
 def test_artifacts_are_all_there(digits_build):
-    for name in [v.file for v in VARIANTS if v.file] + ["eval.json", "manifest.json", "report.md", "samples/labels.csv"]:
+    for name in [v.file for v in built(digits_build) if v.file] + ["eval.json", "manifest.json", "report.md",
+                                                                  "samples/labels.csv", "calibration/images.txt"]:
         assert (digits_build / name).is_file(), name
     assert len(read_labels(digits_build / "samples" / "labels.csv")) == 360
 
@@ -68,7 +73,8 @@ def test_lite_file_classifies_held_out_digits_like_fp32(digits_build):
 def test_manifest_validates_and_its_checksums_match_the_files(digits_build):
     manifest = json.loads((digits_build / "manifest.json").read_text())
     jsonschema.validate(manifest, mf.schema())
-    assert [a["name"] for a in manifest["artifacts"]] == [v.id for v in VARIANTS if v.shipped]
+    shipped = [v.id for v in built(digits_build) if v.shipped and v.id != "pte"]  # pte: the candidate kept back
+    assert [a["name"] for a in manifest["artifacts"]] == shipped
     for artifact in manifest["artifacts"]:
         file = digits_build / artifact["path"]
         assert artifact["sha256"] == sha256_file(file)
@@ -80,7 +86,7 @@ def test_manifest_meets_the_accuracy_promises(digits_build):
     manifest = json.loads((digits_build / "manifest.json").read_text())
     accuracy = manifest["accuracy"]
     assert accuracy["fp32"]["top1"] >= 0.95
-    for variant in [v.id for v in VARIANTS if v.quantized]:
+    for variant in [v.id for v in built(digits_build) if v.quantized]:
         assert accuracy["fp32"]["top1"] - accuracy[variant]["top1"] <= 0.01, variant
         assert accuracy[variant]["agreement"] >= 0.98, variant
     assert accuracy["onnx_fp32"]["max_abs_logit_diff"] <= 1e-4
@@ -132,8 +138,24 @@ def test_doit_bench_on_digits_writes_json_md_and_png(digits_build):
     assert ".  bench:digits" in proc.stdout
     report = json.loads((digits_build / "bench.json").read_text())
     variants = {v["id"] for v in report["variants"]}
-    assert {v.id for v in VARIANTS} <= variants
+    assert {v.id for v in built(digits_build)} <= variants
+    with Image.open(digits_build / "candidates.png") as png:  # the two ExecuTorch candidates side by side
+        assert png.format == "PNG"
     assert report["repeats"] == 2
     with Image.open(digits_build / "bench.png") as png:
         assert png.format == "PNG"
     assert "int8.ptl" in (digits_build / "bench.md").read_text()
+
+
+def test_the_4_bit_candidate_ships_within_a_point_of_fp32_at_a_third_of_its_bytes(digits_build):
+    """[8da4w, dynamic_int8]: 8da4w passes its gates, so it ships; both are recorded, the int8 one kept back."""
+    manifest = json.loads((digits_build / "manifest.json").read_text())
+    first, second = manifest["candidates"]
+    assert (first["strategy"], second["strategy"]) == ("8da4w", "dynamic_int8")
+    assert first["shipped"] and first["passed"] and not second["shipped"]
+    assert manifest["accuracy"]["fp32"]["top1"] - first["top1"] <= 0.01
+    assert first["size_ratio_vs_fp32"] <= 0.32 < second["size_ratio_vs_fp32"]
+    assert manifest["calibration"]["images"] == 64 and manifest["calibration"]["source"] == "training split"
+    names = {a["path"] for a in manifest["artifacts"]}
+    assert "8da4w.pte" in names and "int8.pte" not in names and (digits_build / "int8.pte").is_file()
+    assert "## ExecuTorch candidates" in (digits_build / "report.md").read_text()

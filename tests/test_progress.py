@@ -174,7 +174,8 @@ def test_evaluation_reports_variants_times_images(tmp_path, monkeypatch):
     monkeypatch.setenv(progress.MODE_VAR, "lines")
     err = io.StringIO()
     with contextlib.redirect_stderr(err), progress.stage("verify:tiny"):  # as vitq verify re-runs it
-        result = evaluate(recipe, {}, tmp_path / "images" / "labels.csv")
+        files = {v.id: tmp_path / v.file for v in variants_for(recipe) if v.file}  # never opened: load is faked
+        result = evaluate(recipe, files, tmp_path / "images" / "labels.csv")
     total = len(variants) * result["n"]
     lines = err.getvalue().splitlines()
     assert len(lines) == total and all(line.startswith("verify:tiny  ") for line in lines)

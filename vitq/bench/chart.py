@@ -86,6 +86,7 @@ def candidates_chart(report: dict[str, Any], candidates: list[dict[str, Any]], o
     trade.set_ylabel("top-1 agreement with fp32, % of samples")
     trade.set_title("Size against accuracy (green: shipped; hollow: missed a gate)")
     trade.grid(alpha=0.3)
+    trade.margins(x=0.3, y=0.2)  # room for the labels
     names = [c["strategy"] for c in candidates]
     p50 = [measured.get(c["variant"], {}).get("batches", {}).get("1", {}).get("p50_ms", 0.0) for c in candidates]
     bars = latency.barh(range(len(names)), p50, color=["tab:green" if c["shipped"] else "tab:gray" for c in candidates])

@@ -30,7 +30,19 @@ from vitq.errors import RecipeError, VitqError
 from vitq.layout import ArtifactPaths
 from vitq.model import networks
 from vitq.model.runtimes import load_pte
-from vitq.recipe import MOBILE_PASSES, ExecuTorch, Export, Mobile, Quantize, Recipe, Samples, Weights, load_recipe
+from vitq.recipe import (
+    MOBILE_PASSES,
+    STRATEGIES,
+    ExecuTorch,
+    Export,
+    Mobile,
+    Quantize,
+    Recipe,
+    Samples,
+    Weights,
+    load_recipe,
+)
+from vitq.variants import PTE_IDS
 
 from conftest import write_recipe
 from helpers_models import recording_field_reads, undeclared_reads
@@ -43,6 +55,9 @@ def choices(section: type, field: str) -> list[Any]:
     annotation = section.model_fields[field].annotation
     if annotation is bool:
         return [False, True]
+    if (section, field) == (ExecuTorch, "quantize"):  # one strategy, a list of candidates, or auto
+        # (static_int8 needs calibration images: tests/test_candidates.py builds it)
+        return [s for s in STRATEGIES if s != "static_int8"]
     members = [annotation] if get_origin(annotation) is Literal else get_args(annotation)
     return [value for member in members if get_origin(member) is Literal for value in get_args(member)]
 
@@ -209,14 +224,17 @@ def test_each_executorch_setting_builds_or_leaves_the_pte_out(base, tmp_path, ro
     base_recipe, base_paths = base
     recipe = variant_recipe(base_recipe, tmp_path, row_yaml(row))
     ran = rebuild(base_recipe, base_paths, recipe, tmp_path)
-    assert ("pte" in ran) == (recipe.executorch.enabled and recipe.executorch != base_recipe.executorch)
+    lowered = [stage for stage in ran if stage.startswith("pte")]  # the candidate's stage: pte, pte_8da4w, ...
+    assert bool(lowered) == (recipe.executorch.enabled and recipe.executorch != base_recipe.executorch)
     assert "manifest" in ran
+    paths = ArtifactPaths.for_recipe(tmp_path / "artifacts", recipe.name)
+    if lowered:
+        assert lowered == [PTE_IDS[recipe.executorch.quantize]] and paths.file(lowered[0]).is_file()
     if recipe.executorch.enabled and recipe.executorch.quantize == "none":  # float all the way: fp32's logits
-        paths = ArtifactPaths.for_recipe(tmp_path / "artifacts", recipe.name)
         image = torch.randn(1, 3, recipe.preprocess.crop, recipe.preprocess.crop, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             want = networks.load_fp32(recipe, paths.file("fp32"))(image).numpy()
-        assert abs(load_pte(paths.file("pte"))(image) - want).max() < 1e-4
+        assert abs(load_pte(paths.file("pte_none"))(image) - want).max() < 1e-4
 
 
 def test_the_ptl_chain_switched_off_builds_no_torchscript_and_the_manifest_follows(base, tmp_path):

@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 test: lint
 	$(VENV)/bin/python -m pytest -m "not families"
 
-# A small member of each mobile ViT family built end to end through doit (about 8.5 minutes on 2 cores).
+# A small member of each mobile ViT family built end to end through doit (3.6 minutes on 2 quiet cores).
 test-families: $(STAMP)
 	$(VENV)/bin/python -m pytest -m families -q
 

@@ -94,7 +94,7 @@ def pte_stage(variant_id: str) -> Stage:
     return variant_stage(
         variant_id,
         f"ExecuTorch program, {strategy}: torch.export, XNNPACK, lowered; run in ExecuTorch on a sample image",
-        fields=("model", "preprocess", "executorch", "calibration", "checks.min_agreement"),
+        fields=("model", "preprocess", "executorch", "calibration", "checks.min_agreement", "weights.random"),
         tools=(*MODEL_CODE, *IMAGES, "executorch", "torchao"),
         samples=True,
         extra_outputs=lambda paths: {f"delegation:{variant_id}": paths.delegation_of(variant_id)},

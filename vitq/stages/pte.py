@@ -2,8 +2,9 @@
 then load it back in ExecuTorch's runtime and run it on a real sample image before the stage is done (the eval
 stage scores it on all of them, the manifest stage picks the candidate that ships).
 
-Mixed precision: where the recipe declares calibration images and the program's top-1 agrees with fp32's on fewer
-of them than ``checks.min_agreement``, the layers whose quantized output is furthest from fp32 (lowest SQNR,
+Mixed precision: where the recipe declares calibration images, the weights are not random (agreement would mean
+nothing, as the accuracy gates say) and the program's top-1 agrees with fp32's on fewer of them than
+``checks.min_agreement``, the layers whose quantized output is furthest from fp32 (lowest SQNR,
 ``pte_quantization.layer_sensitivity``) are kept in float, 1, 2, 4... up to ``executorch.max_float_layers``, until it
 agrees. Calibration images only: the samples judge the result, they must not choose it.
 
@@ -66,8 +67,8 @@ def _build(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: t
     quantization: dict[str, Any] = {"strategy": strategy, "keep_float": []}
     if strategy == "8da4w":
         quantization["group_size"] = recipe.executorch.group_size
-    if calibration is None or strategy == "none":
-        return delegation, quantization
+    if calibration is None or strategy == "none" or recipe.weights.random is not None:  # as the gates: random weights
+        return delegation, quantization  # make agreement meaningless
     agreement = _agreement(model, target, calibration)
     bound = recipe.executorch.max_float_layers
     if agreement < recipe.checks.min_agreement and bound:

@@ -113,7 +113,6 @@ def test_when_no_candidate_passes_the_build_fails_one_line_each_and_the_manifest
     strict = load_recipe(tmp_path / "copy" / "tiny.yaml").model_copy(
         update={"checks": recipe.checks.model_copy(update={"max_portable_nodes": 0, "min_agreement": 1.0,
                                                            "max_accuracy_drop": 0.0})})
-    strict = strict.model_copy(update={"checks": strict.checks.model_copy(update={"max_portable_nodes": 0})})
     copy = ArtifactPaths.for_recipe(tmp_path / "copy" / "artifacts", "tiny")
     delegation = json.loads(copy.delegation.read_text())
     copy.delegation.write_text(json.dumps({**delegation, "portable_nodes": 3, "portable_operators": {"aten_x": 3}}))

@@ -83,13 +83,10 @@ def _candidate(artifact: dict[str, Any], metrics: dict[str, Any]) -> dict[str, A
 
 def calibration_record(recipe: Recipe, listing: Path, root: Path) -> dict[str, Any]:
     """The calibration set as one hash over its listing and every image it names, and where it came from."""
-    digest = hashlib.sha256()
     names = listing.read_text(encoding="utf-8").split()
-    for name in [listing.name, *names]:
-        digest.update(f"{name}\0{sha256_file(listing.parent / name)}\n".encode())
     source = "training split" if recipe.calibration.split else "folder"
     return {"path": _relative(listing.parent, root), "source": source, "images": len(names),
-            "sha256": digest.hexdigest()}
+            "sha256": _listing_digest(listing, names)}
 
 
 def weights_record(recipe: Recipe, files: Mapping[str, Path], uri: str) -> dict[str, Any]:
@@ -104,12 +101,17 @@ def weights_record(recipe: Recipe, files: Mapping[str, Path], uri: str) -> dict[
 
 def samples_record(labels: Path, root: Path) -> dict[str, Any]:
     """The sample set as one hash over its labels file and every image it names."""
-    digest = hashlib.sha256()
     rows = read_labels(labels)
-    for name, _ in [(labels.name, ()), *rows]:
-        digest.update(f"{name}\0{sha256_file(labels.parent / name)}\n".encode())
     return {"path": _relative(labels.parent, root), "labels": _relative(labels, root),
-            "images": len(rows), "sha256": digest.hexdigest()}
+            "images": len(rows), "sha256": _listing_digest(labels, [name for name, _ in rows])}
+
+
+def _listing_digest(listing: Path, names: list[str]) -> str:
+    """One sha256 over a listing file and each file it names beside it (name and sha256 of each, in order)."""
+    digest = hashlib.sha256()
+    for name in [listing.name, *names]:
+        digest.update(f"{name}\0{sha256_file(listing.parent / name)}\n".encode())
+    return digest.hexdigest()
 
 
 def artifact_files(manifest: dict[str, Any], root: Path) -> dict[str, Path]:

@@ -26,9 +26,12 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not heavy" -q -n 2 --dist loadgroup
 
-# The whole suite: lint, the unit tier and the end-to-end builds (not the eight mobile families: test-families).
+# The whole suite: lint, the in-process tiers (unit and heavy lowering) on two workers as test-fast runs them, then the
+# end-to-end builds one at a time (each doit build already uses both cores; two at once thrash torch's threads).
+# Not the eight mobile families: test-families.
 test: lint
-	$(VENV)/bin/python -m pytest -m "not families"
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not families" -q -n 2 --dist loadgroup
+	$(VENV)/bin/python -m pytest -m "e2e and not families"
 
 # A small member of each mobile ViT family built end to end through doit (3.6 minutes on 2 quiet cores).
 test-families: $(STAMP)

@@ -70,9 +70,10 @@ def quick_digits(folder: Path, name: str = "quick", extra: str = "", holdout: fl
 
 @pytest.fixture(scope="session")
 def digits_build(tmp_path_factory) -> Path:
-    """The real default recipe built once, end to end, through doit: artifacts/digits of a fresh root."""
+    """The real default recipe built once, end to end, through doit: artifacts/digits of a fresh root. Two doit
+    workers, as on a 2-core machine: the two .pte candidates lower side by side (training runs alone, it comes first)."""
     root = tmp_path_factory.mktemp("artifacts")
-    proc = run_doit("build:digits", artifacts=root)
+    proc = run_doit("-n", "2", "build:digits", artifacts=root)
     (root / "build-output.txt").write_text(proc.stdout)
     return root / "digits"
 
@@ -144,15 +145,31 @@ def _no_shared_cache():
 
 
 
-SHARED_BUILDS = ("tiny_chain",)  # session fixtures that build a whole chain in-process (seconds of lowering)
+# Session fixtures that build a whole chain (seconds to minutes): the tests that use one run on one worker.
+SHARED_BUILDS = {"tiny_chain": "tiny-build", "digits_build": "digits-build", "built_tiny": "tiny-doit"}
 
 
-def pytest_itemcollected(item):
-    """Under pytest-xdist (`--dist loadgroup`), every test that needs the in-process tiny build runs on one worker,
-    so the chain (its .pte lowering above all) is built once per run, not once per worker. Marked as each test is
-    collected: xdist reads the groups in its own pytest_collection_modifyitems."""
-    if any(name in getattr(item, "fixturenames", ()) for name in SHARED_BUILDS):
-        item.add_marker(pytest.mark.xdist_group("tiny-build"))
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`--dist loadgroup`), the tests that share a session build run on one worker, so it is built
+    once per run, not once per worker; so do the tests of a module that share one of its module-scoped fixtures (on
+    the worker of the module's session build, if some of its tests use one). The others are spread one by one."""
+    def shared(item):
+        fixtures = getattr(item, "fixturenames", ())
+        return next((group for fixture, group in SHARED_BUILDS.items() if fixture in fixtures), None)
+
+    def module_scoped(item):
+        return any(d.scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs)
+
+    module_groups = {}
+    for item in items:
+        if shared(item) and module_scoped(item):
+            module_groups.setdefault(item.nodeid.split("::")[0], shared(item))
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = shared(item) or (module_groups.get(module, module) if module_scoped(item) else None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(trylast=True)

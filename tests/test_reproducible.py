@@ -67,11 +67,11 @@ def test_builds_in_two_places_on_two_cpus_give_byte_identical_files_and_releases
     recipes = tmp_path / "recipes"
     quick_digits(recipes, "quick", holdout=0.05, pte=True)  # 90 sample images
     first_root = tmp_path / "here"
-    run_doit("build:quick", "release:quick", recipes=recipes, artifacts=first_root)
+    run_doit("-n", "2", "build:quick", "release:quick", recipes=recipes, artifacts=first_root)  # 2 stages at a time
     checkout, python, env = other_place(tmp_path)
     second_root = tmp_path / "elsewhere" / "artifacts"
     recipes_there = shutil.copytree(recipes, tmp_path / "elsewhere" / "recipes")
-    run_doit("build:quick", "release:quick", recipes=recipes_there, artifacts=second_root, repo=checkout, python=python,
+    run_doit("-n", "2", "build:quick", "release:quick", recipes=recipes_there, artifacts=second_root, repo=checkout, python=python,
              env={**env, **AVX2_DISPATCH}, umask=0o027)
     timm_there = subprocess.run([python, "-c", "import timm; print(timm.__file__)"], capture_output=True, text=True)
     assert timm_there.stdout.startswith(str(tmp_path / "elsewhere" / "venv-b" / "lib"))  # Python sees another path

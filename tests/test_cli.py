@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,16 @@ def test_the_installed_command_predicts_with_names(tiny_build):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].endswith("img0.jpg:") and len(lines) == 6 and lines[1].strip().startswith("1. class ")
+
+
+def test_vitq_new_hints_at_vitq_recipes_only_for_a_recipe_outside_the_projects_recipes(tmp_path, monkeypatch):
+    from vitq.cli import recipes_hint
+
+    project = tmp_path / "checkout"
+    (project / "recipes").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(project, target_is_directory=True)
+    monkeypatch.chdir(project)
+    assert recipes_hint(Path("recipes/mine.yaml"), project) == ""  # as `vitq new x -o recipes/mine.yaml` gives it
+    assert recipes_hint(tmp_path / "link" / "recipes" / "mine.yaml", project) == ""
+    assert recipes_hint(Path("mine.yaml"), project) == f" (VITQ_RECIPES={project})"
+    assert recipes_hint(tmp_path / "elsewhere" / "mine.yaml", project) == f" (VITQ_RECIPES={tmp_path / 'elsewhere'})"

@@ -8,7 +8,7 @@ traceback. The real sizes are a benchmark, not a test: ``benchmarks/families.py 
 
 Known limits, each pinned below so a fix shows: ExecuTorch 1.3.1's XNNPACK runtime refuses a dynamically quantized
 1x1 conv fed by a shared reshape (TinyViT, EfficientViT, MobileViT v2), and MobileViT v1's dynamic-int8 program runs
-but is off (vitq's .pte stage refuses it: "differs from ... fp32 model by 3.74e-02"): those four build a float
+but is off (vitq's .pte stage refuses it: "the dynamic_int8 program int8.pte is off: ... by 3.74e-02"): those four build a float
 ``.pte`` (``executorch: {quantize: none}``). MobileViT v2's scripted module cannot be saved by TorchScript: traced.
 LeViT keeps its attention-bias gathers on portable kernels (see LEVIT_PORTABLE).
 

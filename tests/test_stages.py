@@ -195,6 +195,27 @@ def test_the_pte_stage_writes_a_program_executorch_runs_and_records_what_xnnpack
     assert tiny_build.file("pte").stat().st_size < 0.7 * tiny_build.file("fp32").stat().st_size
 
 
+def test_a_lone_candidate_far_off_fp32_is_one_line_naming_the_strategy_field_and_what_to_try(tiny_build):
+    """The .pte stage's own sanity check (one sample, 10 % of the largest logit), against a model whose head is
+    negated: the program then computes the opposite logits, as a badly quantized one might."""
+    from vitq.model.samples import read_samples
+    from vitq.stages import pte
+
+    recipe = load_recipe(tiny_build.root.parent.parent / "tiny.yaml")
+    model = networks.load_fp32(recipe, tiny_build.file("fp32"))
+    sample = read_samples(tiny_build.samples_labels)[0].path
+    assert pte._check(recipe, model, tiny_build.file("pte"), sample) < 0.05  # the real model: close
+    with torch.no_grad():
+        model.head.weight.neg_()
+        model.head.bias.neg_()
+    with pytest.raises(RecipeError) as info:
+        pte._check(recipe, model, tiny_build.file("pte"), sample)
+    line = str(info.value)
+    assert "\n" not in line and line.startswith(f"{recipe.path}: executorch.quantize: the dynamic_int8 program int8.pte "
+                                                f"is off: on {sample.name} its logits differ from the fp32 model's by ")
+    assert line.endswith("try executorch: {quantize: none}, or switch the .pte off with executorch: {enabled: false}")
+
+
 def test_a_model_torch_export_cannot_handle_is_one_line_naming_the_recipe_and_what_to_try(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("Dynamic control flow is not supported\nlong explanation")

@@ -167,9 +167,15 @@ def _new(args: argparse.Namespace) -> int:
     except Exception:
         target.unlink()  # a recipe vitq wrote must validate: never leave one that does not
         raise
-    print(f"{target}: recipe for {args.model}; build it with doit build:{target.stem}"
-          + ("" if target.parent == PROJECT_ROOT / "recipes" else f" (VITQ_RECIPES={target.parent})"))
+    print(f"{target}: recipe for {args.model}; build it with doit build:{target.stem}{recipes_hint(target, PROJECT_ROOT)}")
     return OK
+
+
+def recipes_hint(target: Path, project: Path) -> str:
+    """What doit needs to find a recipe written to ``target``: nothing in the project's recipes/ (however the path
+    was spelt: relative, through a symlink), else the VITQ_RECIPES setting of its folder."""
+    folder = target.resolve().parent
+    return "" if folder == (project / "recipes").resolve() else f" (VITQ_RECIPES={folder})"
 
 
 def console() -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitq.errors import VitqError, converting
+from vitq.errors import RecipeError, converting
 from vitq.fileio import atomic_path, write_json
 from vitq.layout import CALIBRATION, SAMPLES
 from vitq.model import networks
@@ -111,7 +111,10 @@ def _check(recipe: Recipe, model: torch.nn.Module, pte_file: Path, image: Path) 
         expected = model(batch).numpy()
     diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
     alone = len(recipe.pte_candidates) == 1  # among candidates, the gates judge it (and another may ship)
-    if alone and not diff <= TOLERANCE * max(1e-6, float(np.abs(expected).max())):
-        raise VitqError(f"{pte_file.name}: ExecuTorch output on {image.name} differs from {recipe.name}'s fp32 "
-                        f"model by {diff:.2e}")
+    bound = TOLERANCE * max(1e-6, float(np.abs(expected).max()))
+    if alone and not diff <= bound:
+        strategy = recipe.pte_candidates[0]
+        raise RecipeError(recipe.path, "executorch.quantize", f"the {strategy} program {pte_file.name} is off: on "
+                          f"{image.name} its logits differ from the fp32 model's by {diff:.2e} (more than "
+                          f"{TOLERANCE:.0%} of the largest, {bound:.2e}); try executorch: {{quantize: none}}, {PTE_OFF}")
     return diff

@@ -33,7 +33,7 @@ test: lint
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not families" -q -n 2 --dist loadgroup
 	$(VENV)/bin/python -m pytest -m "e2e and not families"
 
-# A small member of each mobile ViT family built end to end through doit (3.6 minutes on 2 quiet cores).
+# A small member of each mobile ViT family built end to end through doit (about 4 minutes on 2 cores).
 test-families: $(STAMP)
 	$(VENV)/bin/python -m pytest -m families -q
 

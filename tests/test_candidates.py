@@ -29,7 +29,8 @@ from vitq.recipe import load_recipe
 from vitq.ship.predict import predict
 from vitq.ship.verify import verify
 
-from helpers_models import build, tiny_recipe
+from conftest import write_recipe
+from helpers_models import build, make_images, tiny_recipe
 
 
 def calibration_images(folder: Path, count: int = 6) -> Path:
@@ -216,3 +217,44 @@ def test_the_build_cache_stores_and_hashes_the_calibration_set_as_a_folder(tmp_p
     before = input_digest(CALIBRATION, paths.calibration_list)
     (paths.calibration_list.parent / "cal3.png").write_bytes(b"another image")
     assert input_digest(CALIBRATION, paths.calibration_list) != before  # an image, not only the listing, counts
+
+
+TINYVIT = """\
+threads: 1
+model: {source: timm, name: tiny_vit_5m_224, kwargs: {num_classes: 5, depths: [1, 1, 1, 1], embed_dims: [16, 32, 48, 64],
+                                                    num_heads: [1, 2, 3, 4]}}
+weights: {random: {seed: 0}}
+preprocess: {resize: 73, crop: 64, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+samples: {dir: images, labels: images/labels.csv}
+mobile: {enabled: false}
+executorch: {quantize: [dynamic_int8, none]}
+"""
+
+
+@pytest.mark.heavy
+def test_a_candidate_executorchs_runtime_refuses_is_a_failed_candidate_and_the_next_one_ships(tmp_path):
+    """TinyViT's dynamically quantized 1x1 convs: XNNPACK 1.3.1 lowers them, then its runtime refuses the program
+    (issue 21's known limit). Among candidates that is one failed candidate with its reason, not a failed build
+    (alone it is still the build's one-line error, as test_stages shows)."""
+    make_images(tmp_path / "images")
+    recipe = load_recipe(write_recipe(tmp_path, "tinyvit", TINYVIT))
+    paths = build(recipe, tmp_path / "artifacts")
+    manifest = json.loads(paths.manifest.read_text())
+    failed, fallback = manifest["candidates"]
+    assert (failed["strategy"], fallback["strategy"]) == ("dynamic_int8", "none")
+    assert not failed["passed"] and not failed["shipped"] and failed["bytes"] == 0 and failed["top1"] is None
+    assert "pte.lowered = 0, needs >= 1" in failed["why"] and "does not run in ExecuTorch" in failed["why"]
+    assert fallback["shipped"] and "pte did not" in fallback["why"] and manifest["passed"] is True
+    assert [a["name"] for a in manifest["artifacts"] if a["format"] == "executorch"] == ["pte_none"]
+    assert "pte" not in manifest["accuracy"] and manifest["accuracy"]["pte_none"]["n"] == 6
+    assert "| dynamic_int8 | `int8.pte` | 0 B | 0.000x | not built | not built | not built |" in paths.report.read_text()
+    assert verify(paths.manifest) == []
+    from vitq.bench.__main__ import write_candidates_chart
+    from vitq.bench.measure import run_bench
+
+    report = run_bench(recipe, paths, repeats=1, warmup=0, batch_sizes=(1,), progress=False)
+    measured = {v["id"]: v for v in report["variants"]}
+    assert "pte" not in measured and measured["pte_none"]["error"] is None  # nothing to time in an empty file
+    write_candidates_chart(report, paths)  # the failed candidate: a bar that says so, no point
+    with Image.open(paths.root / "candidates.png") as image:
+        assert image.format == "PNG"

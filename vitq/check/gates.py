@@ -22,9 +22,9 @@ def run_checks(recipe: Recipe, metrics: dict[str, dict[str, Any]]) -> list[dict[
     reference_top1 = metrics[REFERENCE]["top1"]
     checks = []
     for variant in variants_for(recipe):
-        m = metrics[variant.id]
-        if variant.id == REFERENCE:
+        if variant.id == REFERENCE or variant.id not in metrics:  # not evaluated: a candidate that failed to lower
             continue
+        m = metrics[variant.id]
         quantized = variant.is_quantized(recipe)
         if not quantized and variant.shipped:  # an exported float file: must compute what fp32 does
             checks.append(_check(f"{variant.id}.max_abs_logit_diff", m["max_abs_logit_diff"], limits.onnx_atol, "<="))
@@ -46,7 +46,10 @@ def build_path_check(found: dict[str, list[str]], forbidden: dict[str, str]) -> 
 
 def delegation_check(recipe: Recipe, delegation: dict[str, Any], variant: str = "pte") -> dict[str, Any]:
     """The ExecuTorch program runs in XNNPACK, not on portable kernels: at most ``checks.max_portable_nodes`` graph
-    nodes outside it. A failure names each operator left out and the partitioner's reason."""
+    nodes outside it. A failure names each operator left out and the partitioner's reason. A candidate that could not
+    be lowered (or run) fails its ``<variant>.lowered`` check instead, with the reason."""
+    if "failed" in delegation:
+        return {**_check(f"{variant}.lowered", 0, 1, ">="), "note": delegation["failed"]}
     check = _check(f"{variant}.portable_nodes", delegation["portable_nodes"], recipe.checks.max_portable_nodes, "<=")
     if delegation["portable_nodes"]:
         reasons = delegation.get("portable_reasons", {})

@@ -35,7 +35,7 @@ def build_manifest(recipe: Recipe, files: Mapping[str, Path], root: Path, evalua
     artifacts = {}
     for variant in shipped(recipe):
         artifacts[variant.id] = _artifact(recipe, variant, files, root)
-    candidates = [{**_candidate(artifacts.pop(r["variant"]), evaluation["metrics"][r["variant"]]),
+    candidates = [{**_candidate(artifacts.pop(r["variant"]), evaluation["metrics"].get(r["variant"])),
                    **{k: r[k] for k in ("passed", "shipped", "why", "checks")}} for r in records]
     for record in candidates:
         if record["shipped"]:
@@ -69,13 +69,15 @@ def _artifact(recipe: Recipe, variant: Variant, files: Mapping[str, Path], root:
     }
 
 
-def _candidate(artifact: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
-    """An ExecuTorch candidate as the manifest and report compare them (its file stays in the build folder)."""
+def _candidate(artifact: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """An ExecuTorch candidate as the manifest and report compare them (its file stays in the build folder);
+    ``metrics`` None for one that failed to lower (no program to evaluate: its figures are null)."""
     quantization = artifact.get("delegation", {}).get("quantization", {})
+    measured = {key: (metrics or {}).get(key) for key in ("top1", "agreement", "max_abs_logit_diff")}
     return {
         "variant": artifact["name"], "strategy": BY_ID[artifact["name"]].strategy, "path": artifact["path"],
         "bytes": artifact["bytes"], "sha256": artifact["sha256"], "size_ratio_vs_fp32": artifact["size_ratio_vs_fp32"],
-        "top1": metrics["top1"], "agreement": metrics["agreement"], "max_abs_logit_diff": metrics["max_abs_logit_diff"],
+        **measured,
         "keep_float": quantization.get("keep_float", []),
         "portable_nodes": artifact.get("delegation", {}).get("portable_nodes"),
     }

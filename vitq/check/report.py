@@ -67,8 +67,9 @@ def _candidates(manifest: dict[str, Any]) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|---|"]
     for c in candidates:
         out.append("| " + " | ".join([
-            c["strategy"], f"`{c['path']}`", human_size(c["bytes"]), f"{c['size_ratio_vs_fp32']:.3f}x", f"{c['top1']:.1%}",
-            f"{c['agreement']:.1%}", _bound(c["max_abs_logit_diff"]), ", ".join(c["keep_float"]) or "none",
+            c["strategy"], f"`{c['path']}`", human_size(c["bytes"]), f"{c['size_ratio_vs_fp32']:.3f}x",
+            *([f"{c['top1']:.1%}", f"{c['agreement']:.1%}", _bound(c["max_abs_logit_diff"])] if c["top1"] is not None
+              else ["not built"] * 3), ", ".join(c["keep_float"]) or "none",
             "**yes**" if c["shipped"] else "no", c["why"]]) + " |")
     calibration = manifest.get("calibration")
     if calibration:

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from vitq.check.evaluate import evaluate
 from vitq.fileio import write_json
-from vitq.layout import SAMPLES
+from vitq.layout import SAMPLES, lowered
 from vitq.recipe import Recipe
-from vitq.variants import REFERENCE, mobile_variant
+from vitq.variants import REFERENCE, mobile_variant, pte_candidates
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
-    models = {key: path for key, path in inputs.items() if key != SAMPLES}
+    candidates = {v.id for v in pte_candidates(recipe)}
+    models = {key: path for key, path in inputs.items()
+              if key != SAMPLES and not (key in candidates and not lowered(path))}  # a failed candidate: no program
     result = evaluate(recipe, models, inputs[SAMPLES])
     write_json(outputs["eval"], {"schema": "vitq.eval/1", **result})
     m = result["metrics"]

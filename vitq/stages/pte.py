@@ -39,10 +39,22 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     model = networks.load_fp32(recipe, inputs["fp32"])
     calibration = calibration_batch(recipe, inputs[CALIBRATION]) if CALIBRATION in inputs else None
     sample = read_samples(inputs[SAMPLES])[0].path
+    failed = None
     with atomic_path(outputs[variant_id]) as tmp:
-        delegation, quantization = _build(recipe, model, strategy, calibration, tmp)
-        diff = _check(recipe, model, tmp, sample)
-        size = tmp.stat().st_size
+        try:
+            delegation, quantization = _build(recipe, model, strategy, calibration, tmp)
+            diff = _check(recipe, model, tmp, sample)
+        except RecipeError as exc:
+            if len(recipe.pte_candidates) == 1:
+                raise
+            tmp.write_bytes(b"")  # no program (vitq.layout.lowered): the other candidates decide
+            failed = exc.problem
+    if failed is not None:
+        write_json(outputs[f"delegation:{variant_id}"], {
+            "failed": failed, "delegated_nodes": 0, "portable_nodes": 0, "portable_operators": {},
+            "quantization": {"strategy": strategy, "keep_float": []}})
+        return f"{strategy} -> {outputs[variant_id].name} left empty, this candidate failed: {failed}"
+    size = outputs[variant_id].stat().st_size
     write_json(outputs[f"delegation:{variant_id}"], {**delegation, "quantization": quantization})
     total = delegation["delegated_nodes"] + delegation["portable_nodes"]
     kept = quantization["keep_float"]

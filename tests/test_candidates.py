@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from vitq.build.runner import run_stage
 from vitq.check.gates import choose_candidate
-from vitq.errors import GateError, RecipeError
+from vitq.errors import GateError, InputError, RecipeError
 from vitq.layout import ArtifactPaths
 from vitq.model import networks
 from vitq.model.runtimes import load_pte
@@ -249,6 +249,8 @@ def test_a_candidate_executorchs_runtime_refuses_is_a_failed_candidate_and_the_n
     assert "pte" not in manifest["accuracy"] and manifest["accuracy"]["pte_none"]["n"] == 6
     assert "| dynamic_int8 | `int8.pte` | 0 B | 0.000x | not built | not built | not built |" in paths.report.read_text()
     assert verify(paths.manifest) == []
+    with pytest.raises(InputError, match=r"int8\.pte: holds no program: this ExecuTorch candidate failed to lower"):
+        predict(paths.root / "int8.pte", [paths.samples_dir / "img1.png"])
     from vitq.bench.__main__ import write_candidates_chart
     from vitq.bench.measure import run_bench
 

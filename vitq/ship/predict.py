@@ -12,6 +12,7 @@ import numpy as np
 
 from vitq.check import manifest as mf
 from vitq.errors import InputError
+from vitq.layout import lowered
 from vitq.model.labels import read_class_names
 from vitq.model.preprocess import load_batch
 from vitq.variants import REFERENCE, VARIANTS, for_file
@@ -29,6 +30,9 @@ def predict(artifact: Path, images: list[Path], top: int = 5) -> list[tuple[Path
     if variant is None:
         names = ", ".join(v.file for v in VARIANTS if v.file)
         raise InputError(artifact, f"not a vitq artifact; expected one of {names}")
+    if variant.format == "executorch" and not lowered(artifact):
+        raise InputError(artifact, "holds no program: this ExecuTorch candidate failed to lower (manifest.json's "
+                                   "candidates say why)")
     manifest_path = artifact.parent / "manifest.json"
     if not manifest_path.is_file():
         raise InputError(artifact, f"needs the build's {manifest_path.name} beside it (doit build:<recipe>)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,13 @@ def lowered(program: Path) -> bool:
     runtime refuses, is left empty (its delegation record says why; the pte stage writes both): a result doit keeps like
     any other, so the failure is not retried on every build while its inputs stay the same."""
     return program.stat().st_size > 0
+
+
+def failed_candidates(files: Mapping[str, Path]) -> set[str]:
+    """The ExecuTorch candidates among ``files`` (variant id -> file) that hold no program (``lowered``): what
+    evaluation and bench leave out."""
+    return {key for key, path in files.items()
+            if key in BY_ID and BY_ID[key].format == "executorch" and not lowered(path)}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 from vitq.build.pipeline import model_files
 from vitq.errors import VitqError
-from vitq.layout import ArtifactPaths, lowered
+from vitq.layout import ArtifactPaths, failed_candidates
 from vitq.recipe import ENGINES, Recipe
 from vitq.variants import CROSS_CHECK, REFERENCE, Variant, loaded_from, mobile_variant, variants_for
 
@@ -289,8 +289,8 @@ def run_bench(recipe: Recipe, paths: ArtifactPaths, repeats: int, warmup: int, b
     torch.set_num_threads(threads)
     inputs = load_inputs(recipe, paths, batch_sizes)
     files = model_files(recipe, paths)
-    todo = [m for m in measurements(recipe, list(torch.backends.quantized.supported_engines))
-            if m.variant.file is None or lowered(files[m.variant.id])]  # not a candidate that failed to lower
+    failed = failed_candidates(files)  # no program to time
+    todo = [m for m in measurements(recipe, list(torch.backends.quantized.supported_engines)) if m.id not in failed]
     warm = max(1, warmup)
     host = {**host_info(), "load_average": {"start": load_average()}}
     bar = Progress(len(todo) * len(batch_sizes) * (warm + repeats), f"{len(todo)} variants x batch "

@@ -6,15 +6,14 @@ from pathlib import Path
 
 from vitq.check.evaluate import evaluate
 from vitq.fileio import write_json
-from vitq.layout import SAMPLES, lowered
+from vitq.layout import SAMPLES, failed_candidates
 from vitq.recipe import Recipe
-from vitq.variants import REFERENCE, mobile_variant, pte_candidates
+from vitq.variants import REFERENCE, mobile_variant
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
-    candidates = {v.id for v in pte_candidates(recipe)}
-    models = {key: path for key, path in inputs.items()
-              if key != SAMPLES and not (key in candidates and not lowered(path))}  # a failed candidate: no program
+    failed = failed_candidates(inputs)  # no program to evaluate
+    models = {key: path for key, path in inputs.items() if key != SAMPLES and key not in failed}
     result = evaluate(recipe, models, inputs[SAMPLES])
     write_json(outputs["eval"], {"schema": "vitq.eval/1", **result})
     m = result["metrics"]

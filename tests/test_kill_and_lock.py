@@ -27,13 +27,17 @@ def start_build(recipes, root, task="build:quick"):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def signal_when_started(proc, task, delay, sig=signal.SIGKILL) -> subprocess.CompletedProcess:
-    """Read doit's output until `task` starts, give it `delay` seconds into its work, then signal doit."""
+def signal_when_started(proc, task, delay, sig=signal.SIGKILL, step="") -> subprocess.CompletedProcess:
+    """Read doit's output until `task` starts (or, with `step`, until the stage reports starting that step), give
+    it `delay` seconds into its work, then signal doit. The delays are a fraction of the work still ahead (a fresh
+    stage process's imports, an ONNX export): a faster machine must not finish the stage before the signal."""
+    stage, recipe = task.split(":")
+    marker = f"{recipe}:{stage}  {step}" if step else f".  {task}"  # a stage's progress line, or doit's task line
     deadline = time.monotonic() + TIMEOUT
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if line.startswith(f".  {task}"):
+        if line.startswith(marker):
             time.sleep(delay)
             proc.send_signal(sig)
             rest, _ = proc.communicate(timeout=TIMEOUT)
@@ -47,11 +51,11 @@ def test_killed_and_interrupted_builds_leave_no_truncated_target_and_resume(tmp_
     quick_digits(recipes, holdout=0.05)
     out = root / "quick"
 
-    signal_when_started(start_build(recipes, root), "fp32:quick", delay=4.0)
+    signal_when_started(start_build(recipes, root), "fp32:quick", delay=0.5)  # seconds of imports still ahead
     time.sleep(1.0)  # the stage process dies with doit (PR_SET_PDEATHSIG)
     assert not (out / "fp32.safetensors").exists()
 
-    signal_when_started(start_build(recipes, root), "onnx_fp32:quick", delay=2.5)
+    signal_when_started(start_build(recipes, root), "onnx_fp32:quick", delay=0.2, step="step 1/")  # mid-export
     time.sleep(1.0)
     assert (out / "fp32.safetensors").is_file() and (out / "samples" / "labels.csv").is_file()
     assert not (out / "fp32.onnx").exists()
@@ -59,7 +63,7 @@ def test_killed_and_interrupted_builds_leave_no_truncated_target_and_resume(tmp_
 
     # Ctrl-C: one line, a failing exit, no traceback. The SIGKILLed run's finished stages were remembered
     # (vitq.build.reporter commits doit's state after each task), so only the killed stage and the rest run.
-    interrupted = signal_when_started(start_build(recipes, root), "eval:quick", delay=1.0, sig=signal.SIGINT)
+    interrupted = signal_when_started(start_build(recipes, root), "eval:quick", delay=0.5, sig=signal.SIGINT)
     assert interrupted.returncode != 0
     assert INTERRUPTED in interrupted.stdout and "Traceback" not in interrupted.stdout, interrupted.stdout
     assert tasks_ran(interrupted) == {"onnx_fp32:quick", "onnx_int8:quick", "eval:quick"}

@@ -69,6 +69,8 @@ class RecordingRecipe:
         if name == "pte_candidates":  # a property of what the recipe lists and whether it calibrates
             self._log.update({"executorch.quantize", "calibration"})
             return value
+        if isinstance(getattr(type(self._target), name, None), property):  # reads what the property reads
+            return getattr(type(self._target), name).fget(self)
         if isinstance(value, BaseModel):
             return RecordingRecipe(value, self._log, dotted + ".")
         self._log.add(dotted)

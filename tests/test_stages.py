@@ -204,16 +204,44 @@ def test_a_lone_candidate_far_off_fp32_is_one_line_naming_the_strategy_field_and
     recipe = load_recipe(tiny_build.root.parent.parent / "tiny.yaml")
     model = networks.load_fp32(recipe, tiny_build.file("fp32"))
     sample = read_samples(tiny_build.samples_labels)[0].path
-    assert pte._check(recipe, model, tiny_build.file("pte"), sample) < 0.05  # the real model: close
+    assert pte._check(recipe, model, "dynamic_int8", tiny_build.file("pte"), sample) < 0.05  # the real model: close
     with torch.no_grad():
         model.head.weight.neg_()
         model.head.bias.neg_()
     with pytest.raises(RecipeError) as info:
-        pte._check(recipe, model, tiny_build.file("pte"), sample)
+        pte._check(recipe, model, "dynamic_int8", tiny_build.file("pte"), sample)
     line = str(info.value)
     assert "\n" not in line and line.startswith(f"{recipe.path}: executorch.quantize: the dynamic_int8 program int8.pte "
                                                 f"is off: on {sample.name} its logits differ from the fp32 model's by ")
     assert line.endswith("try executorch: {quantize: none}, or switch the .pte off with executorch: {enabled: false}")
+
+
+@pytest.mark.parametrize(("weights", "judged_by_gates"), [("{random: {seed: 7}}", False), ("{file: fp32.safetensors}", True)])
+def test_among_candidates_the_one_sample_check_steps_aside_only_where_the_gates_can_judge(tiny_build, tmp_path,
+                                                                                          weights, judged_by_gates):
+    """Among candidates with trained weights the accuracy gates judge every program on every sample, so one image
+    must not refuse it; with random weights no gate applies, so the far-off program is refused (the .pte stage then
+    records a failed candidate and the next one ships)."""
+    import shutil
+
+    from vitq.model.samples import read_samples
+    from vitq.stages import pte
+
+    shutil.copy(tiny_build.file("fp32"), tmp_path / "fp32.safetensors")
+    base = tiny_build.root.parent.parent / "tiny.yaml"
+    recipe = load_recipe(write_recipe(tmp_path, "listed", f"extends: {base}\nweights: {weights}\n"
+                                      "executorch: {quantize: [dynamic_int8, none]}\n"))
+    assert not recipe.lone_pte_candidate and recipe.accuracy_meaningful == judged_by_gates
+    model = networks.load_fp32(recipe, tiny_build.file("fp32"))
+    with torch.no_grad():
+        model.head.weight.neg_()
+        model.head.bias.neg_()
+    sample = read_samples(tiny_build.samples_labels)[0].path
+    if judged_by_gates:
+        assert pte._check(recipe, model, "dynamic_int8", tiny_build.file("pte"), sample) > 0.05
+    else:
+        with pytest.raises(RecipeError, match="executorch.quantize: the dynamic_int8 program int8.pte is off"):
+            pte._check(recipe, model, "dynamic_int8", tiny_build.file("pte"), sample)
 
 
 def test_a_model_torch_export_cannot_handle_is_one_line_naming_the_recipe_and_what_to_try(tmp_path, monkeypatch):

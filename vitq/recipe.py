@@ -285,6 +285,16 @@ class Recipe(_Section):
         return self.executorch.candidates(self.calibration is not None)
 
     @property
+    def lone_pte_candidate(self) -> bool:
+        """One strategy: its program ships or the build fails (no other candidate can take its place)."""
+        return len(self.pte_candidates) == 1
+
+    @property
+    def accuracy_meaningful(self) -> bool:
+        """Trained weights: top-1 and agreement mean something, so the accuracy gates can judge a program."""
+        return self.weights.kind != "random"
+
+    @property
     def path(self) -> Path:
         return Path(self.source)
 

@@ -18,7 +18,7 @@ NOT_APPLICABLE = "not applicable: random weights, accuracy is not meaningful"
 def run_checks(recipe: Recipe, metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Numerical checks always apply; accuracy checks only where the weights are trained."""
     limits = recipe.checks
-    meaningful = recipe.weights.kind != "random"
+    meaningful = recipe.accuracy_meaningful
     reference_top1 = metrics[REFERENCE]["top1"]
     checks = []
     for variant in variants_for(recipe):

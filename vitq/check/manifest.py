@@ -93,7 +93,7 @@ def calibration_record(recipe: Recipe, listing: Path, root: Path) -> dict[str, A
 
 def weights_record(recipe: Recipe, files: Mapping[str, Path], uri: str) -> dict[str, Any]:
     """The weight source; a weights file's sha256, so a release names exactly what it was built from."""
-    random = recipe.weights.kind == "random"
+    random = not recipe.accuracy_meaningful
     record = {"source": recipe.weights.kind, "trained": not random, "uri": uri,
               "note": "untrained random weights: accuracy figures are not meaningful" if random else None}
     if "weights" in files:

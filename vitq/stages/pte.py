@@ -43,9 +43,9 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     with atomic_path(outputs[variant_id]) as tmp:
         try:
             delegation, quantization = _build(recipe, model, strategy, calibration, tmp)
-            diff = _check(recipe, model, tmp, sample)
+            diff = _check(recipe, model, strategy, tmp, sample)
         except RecipeError as exc:
-            if len(recipe.pte_candidates) == 1:
+            if recipe.lone_pte_candidate:
                 raise
             tmp.write_bytes(b"")  # no program (vitq.layout.lowered): the other candidates decide
             failed = exc.problem
@@ -79,8 +79,8 @@ def _build(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: t
     quantization: dict[str, Any] = {"strategy": strategy, "keep_float": []}
     if strategy == "8da4w":
         quantization["group_size"] = recipe.executorch.group_size
-    if calibration is None or strategy == "none" or recipe.weights.random is not None:  # as the gates: random weights
-        return delegation, quantization  # make agreement meaningless
+    if calibration is None or strategy == "none" or not recipe.accuracy_meaningful:  # as the gates: no agreement
+        return delegation, quantization  # to reach on random weights
     agreement = _agreement(model, target, calibration)
     bound = recipe.executorch.max_float_layers
     if agreement < recipe.checks.min_agreement and bound:
@@ -114,7 +114,7 @@ def _agreement(model: torch.nn.Module, program: Path, images: torch.Tensor) -> f
     return float((got == expected).mean())
 
 
-def _check(recipe: Recipe, model: torch.nn.Module, pte_file: Path, image: Path) -> float:
+def _check(recipe: Recipe, model: torch.nn.Module, strategy: str, pte_file: Path, image: Path) -> float:
     """Run the freshly written program on one preprocessed image, as an app would; refuse one that is far off."""
     batch = load_batch(recipe.preprocess, [image])
     with converting(recipe.path, "executorch", "running the program in ExecuTorch's runtime", PTE_OFF.removeprefix("or ")):
@@ -122,10 +122,11 @@ def _check(recipe: Recipe, model: torch.nn.Module, pte_file: Path, image: Path) 
     with torch.no_grad():
         expected = model(batch).numpy()
     diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
-    alone = len(recipe.pte_candidates) == 1  # among candidates, the gates judge it (and another may ship)
+    # Among candidates with trained weights the gates judge it on every sample (and another may ship); alone, or
+    # on random weights (no gate can judge), this one image is all that stands between an off program and a release.
+    judged_by_gates = not recipe.lone_pte_candidate and recipe.accuracy_meaningful
     bound = TOLERANCE * max(1e-6, float(np.abs(expected).max()))
-    if alone and not diff <= bound:
-        strategy = recipe.pte_candidates[0]
+    if not judged_by_gates and not diff <= bound:
         raise RecipeError(recipe.path, "executorch.quantize", f"the {strategy} program {pte_file.name} is off: on "
                           f"{image.name} its logits differ from the fp32 model's by {diff:.2e} (more than "
                           f"{TOLERANCE:.0%} of the largest, {bound:.2e}); try executorch: {{quantize: none}}, {PTE_OFF}")

@@ -19,9 +19,9 @@ fp32.safetensors, the .pte's graph nodes left on portable kernels over all its n
 and of onnxruntime's dynamic int8, and the build time. A family whose build fails gets its one-line error below
 the table. Run it on an otherwise idle machine: concurrent work distorts every figure.
 
-Per-family settings are what the family needs in ExecuTorch 1.3.1 (``executorch: {quantize: none}`` where its
-XNNPACK runtime refuses the dynamically quantized program: a dynamically quantized 1x1 conv fed by a shared reshape;
-``export: {method: trace}`` where TorchScript cannot save the scripted model); each is printed with the table.
+Per-family settings are what the family needs in ExecuTorch 1.3.1 (``export: {method: trace}`` where TorchScript
+cannot save the scripted model; ``executorch: {quantize: none}`` for MobileViT v2, whose dynamic-int8 program is off
+with random weights: the .pte stage would refuse it); each is printed with the table.
 """
 
 from __future__ import annotations
@@ -40,18 +40,17 @@ WARMUP = 2  # untimed runs before the timed ones, as python -m vitq.bench's defa
 
 # key -> (family, timm model, small kwargs, small input pixels, settings the family needs)
 FAMILIES: dict[str, tuple[str, str, str, int, str]] = {
-    "mobilevit_v1": ("MobileViT v1", "mobilevit_xxs", "{}", 64, "executorch: {quantize: none}"),
+    "mobilevit_v1": ("MobileViT v1", "mobilevit_xxs", "{}", 64, ""),
     "mobilevit_v2": ("MobileViT v2", "mobilevitv2_050", "{}", 64,
                      "export: {method: trace}\nexecutorch: {quantize: none}"),
     "fastvit": ("FastViT", "fastvit_t8", "{layers: [1, 1, 1, 1]}", 64, ""),
     "efficientformer": ("EfficientFormer", "efficientformer_l1",
                         "{depths: [1, 1, 1, 2], embed_dims: [16, 32, 48, 64], num_vit: 1}", 224, ""),
-    "efficientvit": ("EfficientViT (MIT)", "efficientvit_b0", "{depths: [1, 1, 1, 1, 1]}", 64,
-                     "executorch: {quantize: none}"),
+    "efficientvit": ("EfficientViT (MIT)", "efficientvit_b0", "{depths: [1, 1, 1, 1, 1]}", 64, ""),
     "levit": ("LeViT", "levit_128s", "{img_size: 64, depth: [1, 1, 1]}", 64, ""),
     "swin": ("Swin", "swin_tiny_patch4_window7_224",
              "{img_size: 64, window_size: 4, embed_dim: 24, depths: [2, 1], num_heads: [1, 2]}", 64, ""),
-    "tinyvit": ("TinyViT", "tiny_vit_5m_224", "{depths: [1, 1, 1, 1]}", 64, "executorch: {quantize: none}"),
+    "tinyvit": ("TinyViT", "tiny_vit_5m_224", "{depths: [1, 1, 1, 1]}", 64, ""),
 }
 
 

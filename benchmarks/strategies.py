@@ -25,7 +25,7 @@ from vitq.build.discovery import PROJECT_ROOT
 from vitq.build.runner import run_stage
 from vitq.check.evaluate import evaluate
 from vitq.check.report import human_size
-from vitq.layout import ArtifactPaths
+from vitq.layout import ArtifactPaths, failed_candidates
 from vitq.model.preprocess import load_batch
 from vitq.model.runtimes import load_pte
 from vitq.model.samples import read_samples
@@ -90,7 +90,8 @@ def main() -> None:
             _, seconds, _ = run_stage(variant, recipe, paths)
             built[variant] = (strategy, seconds)
         files = {"fp32": paths.file("fp32"), **{v: paths.file(v) for v in built}}
-        metrics = evaluate(recipe, files, paths.samples_labels)["metrics"]
+        failed = failed_candidates(files)  # empty files: the stage recorded why
+        metrics = evaluate(recipe, {k: f for k, f in files.items() if k not in failed}, paths.samples_labels)["metrics"]
         image = load_batch(recipe.preprocess, [read_samples(paths.samples_labels)[0].path])
         fp32_bytes = paths.file("fp32").stat().st_size
         print(f"\n{recipe.name} ({recipe.model.name}, weights {recipe.weights.kind}), "
@@ -99,6 +100,10 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|")
         for variant, (strategy, seconds) in built.items():
             file = paths.file(variant)
+            if variant in failed:
+                why = json.loads(paths.delegation_of(variant).read_text())["failed"]
+                print(f"| {strategy} | {file.name} | failed: {why} | | | | | {seconds:.1f} | |")
+                continue
             m = metrics[variant]
             kept = json.loads(paths.delegation_of(variant).read_text())["quantization"]["keep_float"]
             print(f"| {strategy} | {file.name} | {human_size(file.stat().st_size)} | "

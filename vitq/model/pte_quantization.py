@@ -6,7 +6,8 @@ that ``to_edge_transform_and_lower`` takes, in a form ExecuTorch 1.3.1's XNNPACK
 
 - ``none``: float32.
 - ``dynamic_int8``: pt2e with XNNPACKQuantizer: int8 weights per output channel, activations quantized at run
-  time (pt2e asks for per tensor; XNNPACK's runtime quantizes per token); linear and conv only.
+  time (pt2e asks for per tensor; XNNPACK's runtime quantizes per token); linear and conv only, and not a conv
+  whose input a reshape or permute rearranged (XNNPACK 1.3.1 gets those wrong: REARRANGING).
 - ``8da4w``: torchao ``Int8DynamicActivationIntxWeightConfig``: int4 weights in groups of ``group_size`` input
   channels, activations quantized per token at run time; convs as in dynamic_int8. XNNPACK takes int4 groups
   only in multiples of 32 that divide the layer's input width (``_check_per_channel_group_params``), so a Linear
@@ -38,6 +39,17 @@ CONV_OPERATORS = (torch.ops.aten.conv2d.default, torch.ops.aten.conv1d.default)
 # (the class token joining the patch tokens) lowers, but ExecuTorch 1.3.1's XNNPACK runtime then fails to init it.
 STATIC_OPERATORS = (torch.ops.aten.linear.default, *CONV_OPERATORS, torch.ops.aten.mul.Tensor)
 XNNPACK_GROUP_MULTIPLE = 32  # XNNPACK's int4 weight groups: a multiple of 32 input channels
+# ExecuTorch 1.3.1's XNNPACK runtime mishandles a dynamically quantized conv whose input was rearranged by a
+# reshape or permute (directly, or through elementwise operators): it refuses the program ("Propagating input shapes
+# failed": TinyViT, EfficientViT, MobileViT v2) or computes something else than pt2e's arithmetic (MobileViT v1:
+# max|dlogit| 5.4e-2 on logits of 0.066, against 1.5e-3 simulated). Those convs stay float in the dynamic
+# strategies; a static int8 one (calibrated scale) runs as simulated.
+REARRANGING = (torch.ops.aten.reshape.default, torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default,
+               torch.ops.aten.permute.default, torch.ops.aten.transpose.int, torch.ops.aten.flatten.using_ints,
+               torch.ops.aten.unflatten.int)
+# followed upwards from a conv's input, besides operators tagged pointwise: they keep the layout they are given
+SAME_LAYOUT = (torch.ops.aten.dropout.default, torch.ops.aten.batch_norm.default, torch.ops.aten.hardswish.default,
+               torch.ops.aten.hardswish_.default)
 
 
 def quantize_for_xnnpack(model: torch.nn.Module, example: tuple, strategy: str, *, group_size: int = 32,
@@ -145,9 +157,10 @@ def _quantize_pt2e(module: torch.nn.Module, example: tuple, calibration: list[to
     if not dynamic:
         for norm in NORMS_4D:
             quantizer.set_module_type(norm, None)
-    if keep_float:  # set_module_name(name, None) is refused ("not supported yet") in executorch 1.3.1
-        inside = [get_module_name_filter(name) for name in keep_float]
-        quantizer.set_filter_function(lambda node: not any(within(node) for within in inside))
+    # set_module_name(name, None) is refused ("not supported yet") in executorch 1.3.1: keep_float is a filter
+    inside = [get_module_name_filter(name) for name in keep_float]
+    quantizer.set_filter_function(lambda node: not any(within(node) for within in inside)
+                                  and not (dynamic and conv_of_rearranged_input(node)))
     prepared = prepare_pt2e(module, quantizer)
     with torch.no_grad():
         if dynamic:
@@ -156,6 +169,25 @@ def _quantize_pt2e(module: torch.nn.Module, example: tuple, calibration: list[to
             for images in _as_example_batches(calibration, example[0].shape[0]):
                 prepared(images, *example[1:])
     return convert_pt2e(prepared)
+
+
+def conv_of_rearranged_input(node: torch.fx.Node) -> bool:
+    """Whether ``node`` is a conv whose input a reshape or permute rearranged, directly or through operators that
+    keep the layout (REARRANGING says why XNNPACK's dynamic int8 must leave it float)."""
+    if node.op != "call_function" or node.target not in CONV_OPERATORS:
+        return False
+    seen: set[torch.fx.Node] = set()
+    ahead = [node.args[0]]
+    while ahead:
+        source = ahead.pop()
+        if not isinstance(source, torch.fx.Node) or source in seen or source.op != "call_function":
+            continue
+        seen.add(source)
+        if source.target in REARRANGING:
+            return True
+        if source.target in SAME_LAYOUT or torch.Tag.pointwise in getattr(source.target, "tags", ()):
+            ahead.extend(arg for arg in source.args if isinstance(arg, torch.fx.Node))
+    return False
 
 
 def _batches(calibration: Iterable[torch.Tensor] | torch.Tensor | None) -> list[torch.Tensor]:

@@ -176,6 +176,7 @@ def conv_of_rearranged_input(node: torch.fx.Node) -> bool:
     keep the layout (REARRANGING says why XNNPACK's dynamic int8 must leave it float)."""
     if node.op != "call_function" or node.target not in CONV_OPERATORS:
         return False
+    size = _numel(node.args[0])
     seen: set[torch.fx.Node] = set()
     ahead = [node.args[0]]
     while ahead:
@@ -183,11 +184,16 @@ def conv_of_rearranged_input(node: torch.fx.Node) -> bool:
         if not isinstance(source, torch.fx.Node) or source in seen or source.op != "call_function":
             continue
         seen.add(source)
-        if source.target in REARRANGING:
+        if source.target in REARRANGING and _numel(source) == size:  # the feature map, not a broadcast scale's view
             return True
         if source.target in SAME_LAYOUT or torch.Tag.pointwise in getattr(source.target, "tags", ()):
             ahead.extend(arg for arg in source.args if isinstance(arg, torch.fx.Node))
     return False
+
+
+def _numel(node: torch.fx.Node) -> int | None:
+    value = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+    return value.numel() if isinstance(value, torch.Tensor) else None
 
 
 def _batches(calibration: Iterable[torch.Tensor] | torch.Tensor | None) -> list[torch.Tensor]:

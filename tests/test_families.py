@@ -14,7 +14,7 @@ pt2e's own arithmetic with these random weights (no gate can judge it, so the .p
 it: a failed candidate) and its float ``.pte`` ships. MobileViT v2's scripted module cannot be saved by TorchScript:
 traced. LeViT keeps its attention-bias gathers on portable kernels (see LEVIT_PORTABLE).
 
-Cost: 9 passed in 230.4 s on an idle 2-core host (8.5 minutes on busy ones); the .pte lowering is most of it, in
+Cost: 9 passed in 197.1 s on an idle 2-core host (8.5 minutes on busy ones); the .pte lowering is most of it, in
 proportion to graph nodes, not pixels (each candidate lowers its own program).
 """
 

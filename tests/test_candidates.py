@@ -30,7 +30,7 @@ from vitq.ship.predict import predict
 from vitq.ship.verify import verify
 
 from conftest import write_recipe
-from helpers_models import build, make_images, tiny_recipe
+from helpers_models import TINY_TIMM, build, make_images, tiny_recipe
 
 
 def calibration_images(folder: Path, count: int = 6) -> Path:
@@ -219,44 +219,39 @@ def test_the_build_cache_stores_and_hashes_the_calibration_set_as_a_folder(tmp_p
     assert input_digest(CALIBRATION, paths.calibration_list) != before  # an image, not only the listing, counts
 
 
-MOBILEVIT_V2 = """\
-threads: 1
-model: {source: timm, name: mobilevitv2_050, kwargs: {num_classes: 5}}
-weights: {random: {seed: 0}}
-preprocess: {resize: 73, crop: 64, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-samples: {dir: images, labels: images/labels.csv}
-mobile: {enabled: false}
-executorch: {quantize: [dynamic_int8, none]}
-"""
+# The tiny ViT, wider and deeper: with random weights its int4 weights put 8da4w's logits a quarter of the largest
+# logit away from fp32's (0.25 on four noise images, where the .pte stage allows 0.1).
+WIDER = TINY_TIMM.replace("embed_dim: 32, depth: 1", "embed_dim: 64, depth: 2")
 
 
 @pytest.mark.heavy
 def test_a_candidate_the_pte_stage_refuses_is_a_failed_candidate_and_the_next_one_ships(tmp_path):
-    """A small MobileViT v2 with random weights: its dynamic-int8 program lowers and runs, but is off fp32 by pt2e's
-    own arithmetic (0.2 of the largest logit), and no gate can judge random weights, so the .pte stage refuses it
-    (as it refuses a program ExecuTorch's runtime cannot run). Among candidates that is one failed candidate with
-    its reason, not a failed build (alone it is still the build's one-line error, as test_stages shows)."""
+    """An 8da4w program that lowers and runs, but off fp32, on random weights that no gate can judge: the .pte stage
+    refuses it (as it refuses a program ExecuTorch's runtime cannot run). Among candidates that is one failed
+    candidate with its reason, not a failed build (alone it is still the build's one-line error, as test_stages
+    shows)."""
     make_images(tmp_path / "images")
-    recipe = load_recipe(write_recipe(tmp_path, "mobilevit_v2", MOBILEVIT_V2))
+    recipe = load_recipe(write_recipe(tmp_path, "wider", WIDER.format(
+        extra="mobile: {enabled: false}\nexecutorch: {quantize: [8da4w, none]}\n")))
     paths = build(recipe, tmp_path / "artifacts")
     manifest = json.loads(paths.manifest.read_text())
     failed, fallback = manifest["candidates"]
-    assert (failed["strategy"], fallback["strategy"]) == ("dynamic_int8", "none")
+    assert (failed["strategy"], fallback["strategy"]) == ("8da4w", "none")
     assert not failed["passed"] and not failed["shipped"] and failed["bytes"] == 0 and failed["top1"] is None
-    assert "pte.lowered = 0, needs >= 1" in failed["why"] and "the dynamic_int8 program int8.pte is off" in failed["why"]
-    assert fallback["shipped"] and "pte did not" in fallback["why"] and manifest["passed"] is True
+    assert "pte_8da4w.lowered = 0, needs >= 1" in failed["why"] and "the 8da4w program 8da4w.pte is off" in failed["why"]
+    assert fallback["shipped"] and "pte_8da4w did not" in fallback["why"] and manifest["passed"] is True
     assert [a["name"] for a in manifest["artifacts"] if a["format"] == "executorch"] == ["pte_none"]
-    assert "pte" not in manifest["accuracy"] and manifest["accuracy"]["pte_none"]["n"] == 6
-    assert "| dynamic_int8 | `int8.pte` | 0 B | 0.000x | not built | not built | not built |" in paths.report.read_text()
+    assert "pte_8da4w" not in manifest["accuracy"] and manifest["accuracy"]["pte_none"]["n"] == 6
+    assert "| 8da4w | `8da4w.pte` | 0 B | 0.000x | not built | not built | not built |" in paths.report.read_text()
     assert verify(paths.manifest) == []
-    with pytest.raises(InputError, match=r"int8\.pte: holds no program: this ExecuTorch candidate failed to lower"):
-        predict(paths.root / "int8.pte", [paths.samples_dir / "img1.png"])
+    with pytest.raises(InputError, match=r"8da4w\.pte: holds no program: this ExecuTorch candidate failed \(it did not lower"):
+        predict(paths.root / "8da4w.pte", [paths.samples_dir / "img1.png"])
     from vitq.bench.__main__ import write_candidates_chart
     from vitq.bench.measure import run_bench
 
     report = run_bench(recipe, paths, repeats=1, warmup=0, batch_sizes=(1,), progress=False)
     measured = {v["id"]: v for v in report["variants"]}
-    assert "pte" not in measured and measured["pte_none"]["error"] is None  # nothing to time in an empty file
+    assert "pte_8da4w" not in measured and measured["pte_none"]["error"] is None  # nothing to time in an empty file
     write_candidates_chart(report, paths)  # the failed candidate: a bar that says so, no point
     with Image.open(paths.root / "candidates.png") as image:
         assert image.format == "PNG"

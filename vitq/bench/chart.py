@@ -78,7 +78,7 @@ def candidates_chart(report: dict[str, Any], candidates: list[dict[str, Any]], o
     fig, (trade, latency) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     for c in candidates:
         color = "tab:green" if c["shipped"] else "tab:gray"
-        if c["agreement"] is None:  # failed to lower: no program, nothing to place
+        if c["agreement"] is None:  # a failed candidate: no program, nothing to place
             continue
         trade.scatter(c["bytes"] / 1e6, 100 * c["agreement"], s=80, color=color if c["passed"] else "none",
                       edgecolors=color, linewidths=2)
@@ -93,7 +93,7 @@ def candidates_chart(report: dict[str, Any], candidates: list[dict[str, Any]], o
     p50 = [measured.get(c["variant"], {}).get("batches", {}).get("1", {}).get("p50_ms", 0.0) for c in candidates]
     bars = latency.barh(range(len(names)), p50, color=["tab:green" if c["shipped"] else "tab:gray" for c in candidates])
     for bar, value, c in zip(bars, p50, candidates, strict=True):
-        text = " failed to lower" if c["agreement"] is None else f" {value:.3g} ms" if value else " not timed"
+        text = " failed (no program)" if c["agreement"] is None else f" {value:.3g} ms" if value else " not timed"
         latency.text(value, bar.get_y() + bar.get_height() / 2, text,
                      va="center", fontsize=8)
     latency.set_yticks(range(len(names)), names)

@@ -31,8 +31,8 @@ def predict(artifact: Path, images: list[Path], top: int = 5) -> list[tuple[Path
         names = ", ".join(v.file for v in VARIANTS if v.file)
         raise InputError(artifact, f"not a vitq artifact; expected one of {names}")
     if variant.format == "executorch" and not lowered(artifact):
-        raise InputError(artifact, "holds no program: this ExecuTorch candidate failed to lower (manifest.json's "
-                                   "candidates say why)")
+        raise InputError(artifact, "holds no program: this ExecuTorch candidate failed (it did not lower, did "
+                                   "not run, or was off fp32: manifest.json's candidates say which)")
     manifest_path = artifact.parent / "manifest.json"
     if not manifest_path.is_file():
         raise InputError(artifact, f"needs the build's {manifest_path.name} beside it (doit build:<recipe>)")

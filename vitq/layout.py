@@ -15,9 +15,10 @@ FOLDERS = (SAMPLES, CALIBRATION)  # keys that stand for a whole folder (hashed, 
 
 
 def lowered(program: Path) -> bool:
-    """Whether an ExecuTorch candidate's file holds a program. One that could not be lowered, or that ExecuTorch's
-    runtime refuses, is left empty (its delegation record says why; the pte stage writes both): a result doit keeps like
-    any other, so the failure is not retried on every build while its inputs stay the same."""
+    """Whether an ExecuTorch candidate's file holds a program. One that failed (could not be lowered, ExecuTorch's
+    runtime refuses it, or the pte stage found it off fp32) is left empty, its delegation record saying why (the pte
+    stage writes both): a result doit keeps like any other, so the failure is not retried on every build while its
+    inputs stay the same."""
     return program.stat().st_size > 0
 
 

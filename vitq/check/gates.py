@@ -22,7 +22,7 @@ def run_checks(recipe: Recipe, metrics: dict[str, dict[str, Any]]) -> list[dict[
     reference_top1 = metrics[REFERENCE]["top1"]
     checks = []
     for variant in variants_for(recipe):
-        if variant.id == REFERENCE or variant.id not in metrics:  # not evaluated: a candidate that failed to lower
+        if variant.id == REFERENCE or variant.id not in metrics:  # not evaluated: a failed candidate
             continue
         m = metrics[variant.id]
         quantized = variant.is_quantized(recipe)
@@ -46,8 +46,9 @@ def build_path_check(found: dict[str, list[str]], forbidden: dict[str, str]) -> 
 
 def delegation_check(recipe: Recipe, delegation: dict[str, Any], variant: str = "pte") -> dict[str, Any]:
     """The ExecuTorch program runs in XNNPACK, not on portable kernels: at most ``checks.max_portable_nodes`` graph
-    nodes outside it. A failure names each operator left out and the partitioner's reason. A candidate that could not
-    be lowered (or run) fails its ``<variant>.lowered`` check instead, with the reason."""
+    nodes outside it. A failure names each operator left out and the partitioner's reason. A failed candidate (not
+    lowered, not run, or off fp32: the pte stage left it empty) fails its ``<variant>.lowered`` check instead, with
+    the reason."""
     if "failed" in delegation:
         return {**_check(f"{variant}.lowered", 0, 1, ">="), "note": delegation["failed"]}
     check = _check(f"{variant}.portable_nodes", delegation["portable_nodes"], recipe.checks.max_portable_nodes, "<=")

@@ -71,7 +71,7 @@ def _artifact(recipe: Recipe, variant: Variant, files: Mapping[str, Path], root:
 
 def _candidate(artifact: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any]:
     """An ExecuTorch candidate as the manifest and report compare them (its file stays in the build folder);
-    ``metrics`` None for one that failed to lower (no program to evaluate: its figures are null)."""
+    ``metrics`` None for a failed candidate (no program to evaluate: its figures are null)."""
     quantization = artifact.get("delegation", {}).get("quantization", {})
     measured = {key: (metrics or {}).get(key) for key in ("top1", "agreement", "max_abs_logit_diff")}
     return {

@@ -1,6 +1,7 @@
 """The ``vitq`` command: one error boundary, one line per problem, meaningful exit codes.
 
     vitq verify MANIFEST|BUILD_DIR|RELEASE.tar.gz [--json] [--no-rerun]   0 intact, 1 problems, 2 bad input
+    vitq verify --arch arm64 TARGET [--cpu A,B] [--limit N] [--runtime executorch==1.5.1]   the same exit codes
     vitq release BUILD_DIR [--out DIR] [--json]  0 packed, 2 not releasable / bad input
     vitq predict ARTIFACT IMAGE...               top-5 class names per image, from any variant
     vitq report RECIPE_OR_BUILD_DIR              report.md plus what each build stage cost (time, memory)
@@ -18,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from vitq.errors import exit_code, run_command
+from vitq.errors import VitqError, exit_code, run_command
 
 OK, PROBLEMS = 0, 1
 
@@ -31,6 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("manifest", type=Path, help="manifest.json, a build folder, or a release .tar.gz as downloaded")
     verify.add_argument("--json", action="store_true", help="print a JSON result for CI")
     verify.add_argument("--no-rerun", action="store_true", help="only check files and hashes")
+    verify.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64",
+                        help="arm64: run every shipped mobile file in the aarch64 builds of its runtimes, emulated as "
+                        "one ARM CPU per XNNPACK kernel family; writes arm64.json and a section of report.md")
+    verify.add_argument("--cpu", type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+                        help="with --arch arm64: emulated CPU models, comma-separated (default: "
+                        "cortex-a53,cortex-a76,neoverse-v1,max)")
+    verify.add_argument("--limit", type=int, help="with --arch arm64: only the first N sample images")
+    verify.add_argument("--runtime", action="append", default=[],
+                        help="with --arch arm64: also run the .pte in this ExecuTorch release and its torch, on x86-64 "
+                        "and arm64, e.g. executorch==1.5.1 (repeatable)")
+    verify.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="with --arch arm64: emulated runs at a time (each one core; default: the CPU count)")
     release = commands.add_parser("release", help="pack a passing build into a deterministic .tar.gz")
     release.add_argument("build_dir", type=Path, help="the recipe's artifact folder, e.g. artifacts/digits")
     release.add_argument("--out", type=Path, help="where to write it (default: <artifacts root>/releases)")
@@ -61,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from vitq.ship.verify import verify_target
 
+    if args.arch == "arm64":
+        return _verify_arm64(args)
+    arm_only = [flag for flag, value in (("--cpu", args.cpu), ("--limit", args.limit), ("--runtime", args.runtime))
+                if value]
+    if arm_only:
+        raise VitqError(f"{arm_only[0]} applies to --arch arm64 only")
     problems = verify_target(args.manifest, rerun=not args.no_rerun)
     if args.json:
         print(json.dumps({"manifest": str(args.manifest), "ok": not problems, "problems": problems}, indent=2))
@@ -71,6 +90,40 @@ def _verify(args: argparse.Namespace) -> int:
             what = "hashes match" if args.no_rerun else "hashes, reload and re-run match"
             print(f"{args.manifest}: OK ({what})")
     return PROBLEMS if problems else OK
+
+
+def _verify_arm64(args: argparse.Namespace) -> int:
+    from vitq.ship.arm64 import record
+    from vitq.ship.arm64.check import verify_arm64
+
+    if args.limit is not None and args.limit < 1:
+        raise VitqError(f"--limit {args.limit}: give a number of images, 1 or more")
+    if args.no_rerun:
+        raise VitqError("--no-rerun does not apply to --arch arm64: running the files is the check")
+    found, problems = verify_arm64(args.manifest, args.cpu, args.limit, args.runtime, args.jobs, _progress_line)
+    written = record.write(args.manifest, found) if found else None
+    if args.json:
+        print(json.dumps({"manifest": str(args.manifest), "ok": not problems, "problems": problems,
+                          "record": str(written) if written else None}, indent=2))
+    else:
+        for line in problems:
+            print(line)
+        if found:
+            runs = [r for r in found["runs"] if r["arch"] == "aarch64"]
+            cpus = sorted({r["cpu"] for r in runs})
+            verdict = "OK" if not problems else f"{len(problems)} problem(s)"
+            print(f"{args.manifest}: arm64 {verdict} ({found['images']} images on {', '.join(cpus)}; "
+                  f"runtimes {', '.join(sorted({r['runtime'] for r in runs}))}) -> {written}")
+    return PROBLEMS if problems else OK
+
+
+def _progress_line(line: str) -> None:
+    """Progress of a long check, where vitq's progress goes (stderr unless VITQ_PROGRESS_FD), never stdout."""
+    from vitq.progress import default_stream
+
+    stream = default_stream()
+    stream.write(f"arm64  {line}\n")
+    stream.flush()
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -126,7 +179,6 @@ def _diff(args: argparse.Namespace) -> int:
 def _cache_status(args: argparse.Namespace) -> int:
     from vitq.build.cache import URL_VAR, Store, settings, status
     from vitq.build.discovery import artifacts_root, discover
-    from vitq.errors import VitqError
     from vitq.layout import ArtifactPaths
     from vitq.recipe import load_recipe
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from doit.action import CmdAction
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
@@ -26,6 +28,8 @@ def all_tasks(artifacts_root: Path) -> Iterator[dict[str, Any]]:
     yield {"basename": "release", "name": None, "doc": "deterministic .tar.gz of a verified build: doit release:<recipe>"}
     yield {"basename": "bench", "name": None, "doc": "latency, size and memory of every variant: doit bench:<recipe>"}
     yield {"basename": "verify", "name": None, "doc": "check a build against its manifest: doit verify:<recipe>"}
+    yield {"basename": "verify_arm64", "name": None,
+           "doc": "run the mobile files on emulated ARM CPUs: doit verify_arm64:<recipe> [--cpu A,B] [--limit N]"}
     for stage in STAGES:
         yield {"basename": stage.name, "name": None, "doc": stage.doc}
     for name, path in discover().items():
@@ -99,6 +103,33 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths) -> Iterator[dict[str, Any
         "uptodate": [False],
         "verbosity": 2,
     }
+
+
+    yield {
+        "basename": "verify_arm64",
+        "name": recipe.name,
+        "doc": f"run recipe {recipe.name}'s shipped mobile files in the aarch64 runtimes on emulated ARM CPUs -> arm64.json",
+        "actions": [CmdAction(partial(_verify_arm64_command, paths.root), shell=False)],
+        "file_dep": [str(paths.manifest)],
+        "targets": [str(paths.root / "arm64.json")],
+        "uptodate": [False],
+        "verbosity": 2,
+        "params": [  # doit verify_arm64:<recipe> --cpu cortex-a53,max --limit 50 --runtime executorch==1.5.1
+            {"name": "cpu", "long": "cpu", "type": str, "default": "", "help": "emulated CPU models, comma-separated"},
+            {"name": "limit", "long": "limit", "type": int, "default": 0, "help": "only the first N sample images"},
+            {"name": "runtime", "long": "runtime", "type": str, "default": "",
+             "help": "also this ExecuTorch release's runtime, e.g. executorch==1.5.1"},
+        ],
+    }
+
+
+def _verify_arm64_command(root: Path, cpu: str, limit: int, runtime: str) -> list[str]:
+    """vitq verify --arch arm64 with the task's options (doit passes its params by name)."""
+    command = [sys.executable, "-m", "vitq.cli", "verify", "--arch", "arm64", str(root)]
+    command += ["--cpu", cpu] if cpu else []
+    command += ["--limit", str(limit)] if limit else []
+    command += ["--runtime", runtime] if runtime else []
+    return command
 
 
 def bench_inputs(recipe: Recipe, paths: ArtifactPaths) -> list[Path]:

@@ -19,6 +19,7 @@ from vitq.errors import VitqError
 from vitq.fileio import atomic_path, json_text, sha256_file
 from vitq.layout import ArtifactPaths
 from vitq.ship import provenance
+from vitq.ship.arm64 import record as arm64_record
 from vitq.ship.verify import SUMS, verify
 
 
@@ -44,8 +45,11 @@ def make_release(build_dir: Path, out_dir: Path) -> Path:
         raise VitqError(f"{paths.root}: not releasable: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
     top = release_name(manifest)
     files = release_files(manifest, paths)
-    digests = {f: sha256_file(paths.root / f) for f in files}
-    contents = {provenance.FILE: json_text(provenance.statement(manifest, digests)).encode()}
+    # report.md as the build wrote it: an ARM verification's section is published beside the release (arm64.record)
+    contents = {paths.report.name: arm64_record.without_section(paths.report.read_text(encoding="utf-8")).encode()}
+    digests = {f: hashlib.sha256(contents[f]).hexdigest() if f in contents else sha256_file(paths.root / f)
+               for f in files}
+    contents[provenance.FILE] = json_text(provenance.statement(manifest, digests)).encode()
     digests[provenance.FILE] = hashlib.sha256(contents[provenance.FILE]).hexdigest()
     contents[SUMS] = "".join(f"{digest}  {f}\n" for f, digest in sorted(digests.items())).encode()
     target = Path(out_dir) / f"{top}.tar.gz"
@@ -53,7 +57,7 @@ def make_release(build_dir: Path, out_dir: Path) -> Path:
         with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
                 _add_dir(tar, top)
-                entries = sorted([*files, *contents])
+                entries = sorted({*files, *contents})
                 for folder in sorted({str(Path(f).parent) for f in entries} - {"."}):
                     _add_dir(tar, f"{top}/{folder}")
                 for name in entries:

@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 RECIPE ?= digits
 
-.PHONY: build test test-fast test-families lint venv clean
+.PHONY: build test test-fast test-families test-arm lint venv clean
 
 venv: $(STAMP)
 
@@ -24,18 +24,23 @@ lint: $(STAMP)
 # workers, one torch thread each (two workers on two cores); the tests that share the in-process tiny build run on one
 # worker (tests/conftest.py groups them), so it is built once. Under a minute on 2 cores.
 test-fast: $(STAMP)
-	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not heavy" -q -n 2 --dist loadgroup
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not heavy and not arm" -q -n 2 --dist loadgroup
 
 # The whole suite: lint, the in-process tiers (unit and heavy lowering) on two workers as test-fast runs them, then the
 # end-to-end builds one at a time (each doit build already uses both cores; two at once thrash torch's threads).
 # Not the eight mobile families: test-families.
 test: lint
-	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not families" -q -n 2 --dist loadgroup
-	$(VENV)/bin/python -m pytest -m "e2e and not families"
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not families and not arm" -q -n 2 --dist loadgroup
+	$(VENV)/bin/python -m pytest -m "e2e and not families and not arm"
 
 # A small member of each mobile ViT family built end to end through doit (about 4 minutes on 2 cores).
 test-families: $(STAMP)
 	$(VENV)/bin/python -m pytest -m families -q
+
+# vitq verify --arch arm64 on real files: the aarch64 runtimes under emulated ARM CPUs (qemu), a deliberately
+# wrong file and a defective emulator. The first run prepares the runtimes under ~/.cache/vitq/runtimes (a few GB).
+test-arm: $(STAMP)
+	$(VENV)/bin/python -m pytest -m arm -q
 
 clean:
 	rm -rf artifacts

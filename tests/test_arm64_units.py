@@ -109,3 +109,34 @@ def test_a_release_packs_report_md_as_the_build_wrote_it_without_the_arm64_secti
     record.write(build, found)  # a second verification replaces the section, never stacks it
     assert (build / "report.md").read_text().count("## Verified on ARM") == 1
     assert make_release(build, tmp_path / "after").read_bytes() == before
+
+
+def _verify_arm64(target: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "vitq.cli", "verify", "--arch", "arm64", str(target), "--cpu", "max"],
+                          capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+
+
+@pytest.mark.parametrize(("env", "line"), [
+    ({"VITQ_QEMU": "/nowhere/qemu-aarch64"},
+     "vitq: VITQ_QEMU=/nowhere/qemu-aarch64: no such file; name a qemu-aarch64 binary or unset it"),
+    ({"PATH": "/nowhere"},  # no apt-get, no dpkg-deb
+     "vitq: arm64 runtime: apt-get and dpkg-deb not found; vitq takes qemu-user and Python 3.11 for arm64 from "
+     "Debian's archive with them: run on a Debian or Ubuntu host (or container)"),
+])
+def test_a_runtime_that_cannot_be_prepared_is_one_line_saying_what_to_do(tiny_build, tmp_path, env, line):
+    proc = _verify_arm64(tiny_build.root, {"VITQ_RUNTIME_CACHE": str(tmp_path / "cache"), **env})
+    *progress, last = proc.stderr.splitlines()
+    assert proc.returncode == 2 and proc.stdout == "" and last == line
+    assert all(p.startswith("arm64  preparing ") for p in progress)  # what it was doing, then the one error line
+
+
+def test_too_little_disk_for_the_runtime_is_one_line_naming_the_folder_and_the_setting(tmp_path, monkeypatch):
+    from vitq.ship.arm64 import runtime_env
+
+    monkeypatch.setenv("VITQ_RUNTIME_CACHE", str(tmp_path))
+    monkeypatch.setattr(runtime_env, "NEEDED_GB", 10**9)
+    with pytest.raises(VitqError, match=rf"^{tmp_path}: [0-9.]+ GB free, the arm64 runtime needs about 1000000000 GB; "
+                                        "free some space or set VITQ_RUNTIME_CACHE to a folder on a larger disk$"):
+        runtime_env.prepare("aarch64", targets.pinned(), print)

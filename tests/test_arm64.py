@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from vitq.fileio import sha256_file
+from vitq.ship.release import make_release
 
 from conftest import quick_digits, run_doit
 
@@ -93,7 +94,7 @@ def test_a_file_that_computes_something_else_on_arm_than_on_x86_fails_the_check(
     assert proc.returncode == 1, proc.stdout + proc.stderr
     problems = proc.stdout.splitlines()[:-1]
     assert problems and all(line.startswith(f"{build}/int8.onnx: on arm64 cortex-a53 (pinned): ") for line in problems)
-    assert any("max |dlogit| vs x86 2.1e+09, needs <= " in line for line in problems), problems
+    assert any("max |dlogit| vs x86 2.14748e+09, needs <= " in line for line in problems), problems
     found = json.loads((build / "arm64.json").read_text())
     x86 = next(r for r in found["runs"] if r["arch"] == "x86_64")
     assert x86["files"]["int8.onnx"]["passed"]  # on x86 the file is fine: only the ARM run tells
@@ -107,20 +108,26 @@ def test_a_defective_emulator_fails_its_known_answer_check_before_any_file_is_ju
     folder = runtime_env._piece(runtime_env.cache_root() / "qemu-7.2-bookworm", print, "qemu 7.2 (a defective one)",
                                 lambda into: runtime_env._unpack_debs(into, ["qemu-user-static:amd64/bookworm"], print))
     qemu = folder / "usr/bin/qemu-aarch64-static"
-    proc = verify_arm64(tiny_build.root, "--cpu", "max", "--limit", "1", env={"VITQ_QEMU": str(qemu)})
+    tarball = make_release(tiny_build.root, tmp_path)  # a release as downloaded: its record goes beside it
+    proc = verify_arm64(tarball, "--cpu", "max", "--limit", "1", env={"VITQ_QEMU": str(qemu)})
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert "arm64 max (pinned): the emulated CPU does not present the SME2 family (missing sme2, " in lines[0]
     assert lines[1].startswith("arm64 max (pinned): the known-answer check failed (max error ")
     assert "this emulator computes wrong on this CPU model" in lines[1] and len(lines) == 3
+    found = json.loads(tarball.with_name(tarball.name.replace(".tar.gz", ".arm64.json")).read_text())
+    run = next(r for r in found["runs"] if r["arch"] == "aarch64")
+    assert found["emulator"]["version"].startswith("qemu-aarch64 version 7.2") and run["files"] == {}
+    assert run["known_answer"]["passed"] is False and not found["passed"]
 
 
 def test_the_digits_files_pass_on_arm_in_the_pinned_runtimes_and_in_executorch_1_5_1(tmp_path):
     recipes, root = tmp_path / "recipes", tmp_path / "artifacts"
     quick_digits(recipes, pte=True)
     run_doit("build:quick", recipes=recipes, artifacts=root)
-    proc = run_doit("verify_arm64:quick", "--cpu", "cortex-a76,neoverse-v1", "--limit", "24", "--runtime",
-                    "executorch==1.5.1", recipes=recipes, artifacts=root)
+    # doit reads a bare NAME=VALUE argument as a variable of its own: the runtime goes in --runtime=...
+    proc = run_doit("verify_arm64:quick", "--cpu", "cortex-a76,neoverse-v1", "--limit", "24",
+                    "--runtime=executorch==1.5.1", recipes=recipes, artifacts=root)
     assert "arm64 OK (24 images on cortex-a76, neoverse-v1; runtimes executorch==1.5.1, pinned)" in proc.stdout
     found = json.loads((root / "quick" / "arm64.json").read_text())
     shipped = next(a["path"] for a in json.loads((root / "quick" / "manifest.json").read_text())["artifacts"]

@@ -114,11 +114,12 @@ def recipe_tasks(recipe: Recipe, paths: ArtifactPaths) -> Iterator[dict[str, Any
         "targets": [str(paths.root / "arm64.json")],
         "uptodate": [False],
         "verbosity": 2,
-        "params": [  # doit verify_arm64:<recipe> --cpu cortex-a53,max --limit 50 --runtime executorch==1.5.1
+        "params": [  # doit verify_arm64:<recipe> --cpu cortex-a53,max --limit 50 --runtime=executorch==1.5.1 (doit
+            # reads a bare NAME=VALUE argument as a variable: the value goes after "=")
             {"name": "cpu", "long": "cpu", "type": str, "default": "", "help": "emulated CPU models, comma-separated"},
             {"name": "limit", "long": "limit", "type": int, "default": 0, "help": "only the first N sample images"},
             {"name": "runtime", "long": "runtime", "type": str, "default": "",
-             "help": "also this ExecuTorch release's runtime, e.g. executorch==1.5.1"},
+             "help": "also this ExecuTorch release's runtime, e.g. --runtime=executorch==1.5.1"},
         ],
     }
 

@@ -158,18 +158,17 @@ def _execute(plan: list[Run], work: Path, answer: dict[str, str], engine: str, j
         start = time.monotonic()
         with lock:
             say(f"{run.label}: starting")
-        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-            err = threading.Thread(target=lambda: setattr(proc, "err_text", proc.stderr.read()), daemon=True)
-            err.start()
+        with open(work / f"run-{index}.stderr", "w+") as stderr, subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True) as proc:
             for line in proc.stdout:
                 with lock:
                     say(f"{run.label}: {line.rstrip()}")
             proc.wait()
-            err.join()
+            stderr.seek(0)  # kept for a failure's last line: a crashed interpreter says why there
+            tail = [line.strip() for line in stderr if line.strip()]
         seconds = round(time.monotonic() - start, 1)
         result_file = out / "result.json"
         if proc.returncode != 0 or not result_file.is_file():
-            tail = [line for line in getattr(proc, "err_text", "").splitlines() if line.strip()]
             return {"failed": (tail[-1] if tail else f"exit {proc.returncode}")[:300], "seconds": seconds,
                     "logits": {}, "errors": {}}
         result = json.loads(result_file.read_text())

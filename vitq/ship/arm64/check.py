@@ -62,10 +62,11 @@ def verify_arm64(target: Path, cpus: list[str] | None = None, limit: int | None 
         root = manifest_path.parent
         recipe = mf.recipe_from_manifest(manifest, root)
         files = _mobile_files(manifest, root)
+        plan = _plan(files, asked, cpus, say)  # the runtimes first: a refusal comes before any work
         with tempfile.TemporaryDirectory(prefix="vitq-arm64-") as tmp:
             work = Path(tmp)
             labels, fp32 = _inputs(recipe, manifest, root, limit, work / "images.npy")
-            record, problems = _run_all(recipe, files, asked, cpus, work, fp32, labels, jobs, say)
+            record, problems = _run_all(recipe, plan, files, work, fp32, labels, jobs, say)
         record = {"recipe": manifest["recipe"]["name"], "version": manifest["recipe"]["version"],
                   "manifest_sha256": sha256_file(manifest_path), "images": len(labels), "limit": limit, **record,
                   "passed": not problems, "problems": [p.replace(str(root), shown_as) for p in problems]}
@@ -102,9 +103,8 @@ def _inputs(recipe: Any, manifest: dict[str, Any], root: Path, limit: int | None
     return [set(s.accepted) for s in samples], fp32
 
 
-def _run_all(recipe: Any, files: list[dict[str, str]], asked: list[targets.Runtime], cpus: list[str] | None,
-             work: Path, fp32: np.ndarray, labels: list[set[int]], jobs: int,
-             say: Say) -> tuple[dict[str, Any], list[str]]:
+def _plan(files: list[dict[str, str]], asked: list[targets.Runtime], cpus: list[str] | None, say: Say) -> list[Run]:
+    """Every run, the x86-64 reference first, each runtime prepared (once) for it."""
     plan = [Run(runtime_env.native_pinned(), None, tuple(files))]
     for runtime in asked:
         mine = tuple(f for f in files if f["format"] in runtime.formats)
@@ -115,6 +115,11 @@ def _run_all(recipe: Any, files: list[dict[str, str]], asked: list[targets.Runti
         arm = runtime_env.prepare("aarch64", runtime, say)
         models = targets.cpu_models(cpus, runtime_env.emulator_cpus(arm.emulator))
         plan += [Run(arm, cpu, mine) for cpu in models]
+    return plan
+
+
+def _run_all(recipe: Any, plan: list[Run], files: list[dict[str, str]], work: Path, fp32: np.ndarray,
+             labels: list[set[int]], jobs: int, say: Say) -> tuple[dict[str, Any], list[str]]:
     answer = _known_answer(say)
     results = _execute(plan, work, answer, recipe.quantize.engine, jobs, say)
     reference = {f["name"]: results[0]["logits"][f["name"]] for f in files if f["name"] in results[0]["logits"]}

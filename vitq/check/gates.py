@@ -27,18 +27,18 @@ def run_checks(recipe: Recipe, metrics: dict[str, dict[str, Any]]) -> list[dict[
         m = metrics[variant.id]
         quantized = variant.is_quantized(recipe)
         if not quantized and variant.shipped:  # an exported float file: must compute what fp32 does
-            checks.append(_check(f"{variant.id}.max_abs_logit_diff", m["max_abs_logit_diff"], limits.onnx_atol, "<="))
-            checks.append(_check(f"{variant.id}.agreement", m["agreement"], 1.0, ">="))
+            checks.append(gate(f"{variant.id}.max_abs_logit_diff", m["max_abs_logit_diff"], limits.onnx_atol, "<="))
+            checks.append(gate(f"{variant.id}.agreement", m["agreement"], 1.0, ">="))
         elif quantized:
             drop = round(reference_top1 - m["top1"], 6)
-            checks.append(_check(f"{variant.id}.agreement", m["agreement"], limits.min_agreement, ">=", meaningful))
-            checks.append(_check(f"{variant.id}.accuracy_drop", drop, limits.max_accuracy_drop, "<=", meaningful))
+            checks.append(gate(f"{variant.id}.agreement", m["agreement"], limits.min_agreement, ">=", meaningful))
+            checks.append(gate(f"{variant.id}.accuracy_drop", drop, limits.max_accuracy_drop, "<=", meaningful))
     return checks
 
 
 def build_path_check(found: dict[str, list[str]], forbidden: dict[str, str]) -> dict[str, Any]:
     """No released file may hold this machine's paths (``found``: file -> paths in it, from vitq.model.relative_paths)."""
-    check = _check(BUILD_PATHS, len(found), 0, "<=")
+    check = gate(BUILD_PATHS, len(found), 0, "<=")
     if found:
         check["note"] = "; ".join(f"{file} contains {paths[0]} ({forbidden[paths[0]]})" for file, paths in sorted(found.items()))
     return check
@@ -50,8 +50,8 @@ def delegation_check(recipe: Recipe, delegation: dict[str, Any], variant: str = 
     lowered, not run, or off fp32: the pte stage left it empty) fails its ``<variant>.lowered`` check instead, with
     the reason."""
     if "failed" in delegation:
-        return {**_check(f"{variant}.lowered", 0, 1, ">="), "note": delegation["failed"]}
-    check = _check(f"{variant}.portable_nodes", delegation["portable_nodes"], recipe.checks.max_portable_nodes, "<=")
+        return {**gate(f"{variant}.lowered", 0, 1, ">="), "note": delegation["failed"]}
+    check = gate(f"{variant}.portable_nodes", delegation["portable_nodes"], recipe.checks.max_portable_nodes, "<=")
     if delegation["portable_nodes"]:
         reasons = delegation.get("portable_reasons", {})
         check["note"] = "left on portable kernels: " + ", ".join(
@@ -91,7 +91,8 @@ def failures(checks: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _check(name: str, value: float, threshold: float, op: str, applies: bool = True) -> dict[str, Any]:
+def gate(name: str, value: float, threshold: float, op: str, applies: bool = True) -> dict[str, Any]:
+    """One check as the manifest records it: passed (None where it does not apply, with the reason)."""
     passed = (value <= threshold if op == "<=" else value >= threshold) if applies else None
     check = {"name": name, "passed": passed, "value": value, "threshold": threshold, "op": op}
     if not applies:

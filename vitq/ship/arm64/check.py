@@ -246,16 +246,10 @@ def _figures(logits: np.ndarray, fp32_top1: np.ndarray, labels: list[set[int]],
 
 def _checks(recipe: Any, figures: dict[str, Any], fp32_accuracy: float, x86: np.ndarray | None) -> list[dict[str, Any]]:
     """The build's own gates on this run, and the comparison with the file's x86 run."""
-    from vitq.check.gates import NOT_APPLICABLE
+    from vitq.check.gates import gate as check
 
     meaningful = recipe.accuracy_meaningful
     limits = recipe.checks
-
-    def check(name: str, value: float, threshold: float, op: str, applies: bool = True) -> dict[str, Any]:
-        passed = (value <= threshold if op == "<=" else value >= threshold) if applies else None
-        return {"name": name, "value": value, "threshold": threshold, "op": op, "passed": passed,
-                **({} if applies else {"note": NOT_APPLICABLE})}
-
     checks = [check("agreement with fp32", figures["agreement_fp32"], limits.min_agreement, ">=", meaningful),
               check("accuracy drop", round(fp32_accuracy - figures["top1"], 6), limits.max_accuracy_drop, "<=",
                     meaningful)]

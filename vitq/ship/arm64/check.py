@@ -123,9 +123,7 @@ def _run_all(recipe: Any, plan: list[Run], files: list[dict[str, str]], work: Pa
     answer = _known_answer(say)
     results = _execute(plan, work, answer, recipe.quantize.engine, jobs, say)
     reference = {f["name"]: results[0]["logits"][f["name"]] for f in files if f["name"] in results[0]["logits"]}
-    problems = [f"{f['path']}: does not run on x86-64 (pinned): {results[0]['errors'][f['name']]}"
-                for f in files if f["name"] in results[0]["errors"]]
-    runs = []
+    problems, runs = [], []
     for i, (run, result) in enumerate(zip(plan, results, strict=True)):
         entry, found = _judge(recipe, run, result, fp32, labels, reference if i else {})  # run 0 is the reference
         runs.append(entry)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from vitq.errors import VitqError
@@ -52,11 +52,10 @@ class Environment:
     libraries: tuple[str, ...] = ()  # LD_LIBRARY_PATH
     emulator: Path | None = None
     emulator_version: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
 
     def command(self, script: Path, args: list[str], cpu: str | None = None) -> tuple[list[str], dict[str, str]]:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH")}
-        env.update(self.env, PYTHONNOUSERSITE="1", PYTHONHASHSEED="0", OMP_NUM_THREADS="1",
+        env.update(PYTHONNOUSERSITE="1", PYTHONHASHSEED="0", OMP_NUM_THREADS="1",
                    TORCH_CPP_LOG_LEVEL="ERROR")
         if self.paths:
             env["PYTHONPATH"] = os.pathsep.join(self.paths)

@@ -107,14 +107,13 @@ def emulator(say: Say) -> tuple[Path, str]:
         binary = Path(os.environ[QEMU_VAR]).expanduser()
         if not binary.is_file():
             raise VitqError(f"{QEMU_VAR}={binary}: no such file; name a qemu-aarch64 binary or unset it")
-        return binary, _run([str(binary), "--version"], f"run {binary}").splitlines()[0].strip()
-    folder = _piece(cache_root() / f"qemu-{targets.QEMU['version'].replace(':', '_')}", say,
-                    f"qemu-user {targets.QEMU['version']} (Debian {targets.QEMU['suite']})",
-                    lambda into: _unpack_debs(into, [f"{targets.QEMU['package']}:amd64={targets.QEMU['version']}"],
-                                              say))
-    binary = folder / "usr/bin/qemu-aarch64"
-    out = _run([str(binary), "--version"], "run qemu-aarch64")
-    return binary, out.splitlines()[0].strip()
+    else:
+        folder = _piece(cache_root() / f"qemu-{targets.QEMU['version'].replace(':', '_')}", say,
+                        f"qemu-user {targets.QEMU['version']} (Debian {targets.QEMU['suite']})",
+                        lambda into: _unpack_debs(
+                            into, [f"{targets.QEMU['package']}:amd64={targets.QEMU['version']}"], say))
+        binary = folder / "usr/bin/qemu-aarch64"
+    return binary, _run([str(binary), "--version"], f"run {binary}").splitlines()[0].strip()
 
 
 def emulator_cpus(qemu: Path) -> list[str]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from vitq.build.fingerprint import stage_fingerprint
@@ -21,9 +25,40 @@ def test_a_pinned_stage_starts_with_the_pins_over_whatever_the_caller_set():
     caller = {"PATH": "/bin", "ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO"}
     env = stage_environ("fp32", caller)
     assert is_pinned(env) and env["PATH"] == "/bin" and env["PYTHONHASHSEED"] == HASH_SEED
-    assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["MKL_CBWR"] == "AVX2,STRICT"
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["MKL_CBWR"] == "COMPATIBLE,STRICT"
     assert stage_environ("int8", caller) == {**caller, "PYTHONHASHSEED": HASH_SEED}  # fast kernels elsewhere
     assert pinned_environ({}) == PINNED_ENV
+
+
+def test_a_pinned_process_builds_models_without_the_cpu_dependent_kernels():
+    """NNPACK and oneDNN tile by cache size, fused attention and MKL's AVX2 branch round by CPU vendor."""
+    probe = ("import torch, timm\nfrom vitq.numerics import enter_pinned_stage\nenter_pinned_stage()\n"
+             "m = timm.create_model('vit_tiny_patch16_224', pretrained=False, depth=1)\n"
+             "print(torch._C._get_nnpack_enabled(), torch.backends.mkldnn.enabled, torch.backends.cuda.flash_sdp_enabled(),"
+             " m.blocks[0].attn.fused_attn)")
+    pinned = subprocess.run([sys.executable, "-c", probe], env=pinned_environ(os.environ), capture_output=True,
+                            text=True, check=True)
+    unpinned = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert pinned.stdout.split() == ["False"] * 4 and unpinned.stdout.split() == ["True"] * 4
+
+
+def test_truncated_normal_init_draws_through_ndtri_with_erfinvs_values():
+    import torch
+    from timm.layers import trunc_normal_  # what timm's models initialise with (torch's own redraws normals)
+
+    from vitq.model.portable_init import portable_init
+
+    def draw(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return trunc_normal_(torch.empty(50_000), std=0.02)
+
+    plain = draw(0)
+    with portable_init():
+        portable = draw(0)
+    torch.manual_seed(0)
+    uniform = torch.empty(50_000).uniform_(-1, 1)  # what trunc_normal_ draws for bounds of 100 std
+    assert torch.equal(portable, (torch.special.ndtri((uniform + 1) * 0.5) * (1 / 2**0.5) * (0.02 * 2**0.5)).clamp(-2, 2))
+    assert torch.allclose(portable, plain, rtol=1e-5, atol=1e-8) and not torch.equal(portable, plain)
 
 
 def test_the_pins_are_part_of_a_pinned_stages_fingerprint():

@@ -9,12 +9,16 @@ variables below once, when torch loads: a pinned stage runs in an interpreter st
 stage keeps the fast kernels of the warm stage server.
 
 The level, chosen by measurement (README, "Same bytes in any place"): AVX2 for ATen (the same compiled kernels
-on every AVX2 CPU), MKL's AVX2 branch in strict CNR mode (fixed cache sizes, deterministic reductions, the same
-bits for unaligned data and any thread count), no thread-count changes at run time, and no oneDNN in the
-process (its JIT kernels tile by cache size; convolutions fall back to ATen's own, which calls MKL). MKL's
-COMPATIBLE branch (SSE2, the one MKL also promises on non-Intel CPUs) cost 1.75x the training time; MKL
-documents its AVX2 branch for Intel CPUs and runs its AUTO branch, still in CNR mode, on others. No torch import
-here: the doit process reads this.
+on every AVX2 CPU); MKL's COMPATIBLE branch in strict CNR mode (fixed cache sizes, deterministic reductions, the
+same bits for unaligned data and any thread count), the one branch MKL runs alike on Intel and AMD CPUs: for its
+AVX2 branch it runs the AVX2 code on Intel CPUs and its AUTO choice on others, and the two round small matrix
+products differently (qemu-x86_64 -cpu Haswell against this AMD host); no thread-count changes at run time; no
+oneDNN in the process (its JIT kernels tile by cache size; convolutions fall back to ATen's own, which calls
+MKL); no NNPACK (it blocks convolutions by the CPU's cache sizes); attention as matmuls and a softmax (ATen's
+fused CPU attention rounds differently on Intel and AMD CPUs); and weight init through ``portable_init``. MKL's
+SSE2 matrix products cost more than its AVX2 ones, dropping NNPACK and the fused attention saved about as much:
+digits trains in 0.94x the time of the AVX2 branch with those (89 s against 95 s on a 2-core AMD EPYC). No torch
+import here: the doit process reads this.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from decimal import ROUND_CEILING, Decimal
 LEVEL = "AVX2"  # what torch.backends.cpu.get_cpu_capability() says in a pinned process on a capable CPU
 PINNED_ENV = {
     "ATEN_CPU_CAPABILITY": LEVEL.lower(),
-    "MKL_CBWR": f"{LEVEL},STRICT",
+    "MKL_CBWR": "COMPATIBLE,STRICT",
     "MKL_DYNAMIC": "FALSE",
     "OMP_DYNAMIC": "FALSE",
     "ONEDNN_MAX_CPU_ISA": LEVEL,
@@ -43,15 +47,22 @@ def is_pinned(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def enter_pinned_stage() -> None:
-    """In a pinned stage's process, before it computes: no oneDNN kernels (they tile by cache size), and one
-    line on doit's stderr (where progress goes: a fresh stage's own stderr is read only when it fails) when this
-    CPU cannot run the pinned level (its bytes then differ from other machines').
+    """In a pinned stage's process, before it computes: no oneDNN or NNPACK kernels (they tile by cache size),
+    attention without the fused kernel, and one line on doit's stderr (where progress goes: a fresh stage's own stderr is
+    read only when it fails) when this CPU cannot run the pinned level (its bytes then differ from other machines').
     Nothing in a process started without the pins (a stage run in-process by a test keeps its numerics)."""
     if not is_pinned():
         return
     import torch
 
     torch.backends.mkldnn.enabled = False
+    torch.backends.nnpack.set_flags(False)
+    # Attention as matmuls and a softmax. timm's own (set before a model is built) is also the faster one here;
+    # torch's switch, named cuda but its only one, covers models that call scaled_dot_product_attention directly.
+    torch.backends.cuda.enable_flash_sdp(False)
+    import timm.layers
+
+    timm.layers.set_fused_attn(False)
     capability = torch.backends.cpu.get_cpu_capability()
     if capability != LEVEL:
         from vitq.progress import default_stream

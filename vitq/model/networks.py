@@ -22,14 +22,17 @@ import torch
 
 from vitq.errors import RecipeError, VitqError, first_line
 from vitq.model.logits import LogitsOnly
+from vitq.model.portable_init import portable_init
 from vitq.recipe import Recipe
 
 
 def create_model(recipe: Recipe) -> Any:
-    """The architecture with freshly initialised weights (seed the RNG before calling)."""
-    if recipe.model.source == "timm":
-        return _create_timm(recipe, pretrained=False)
-    return _create_transformers(recipe, pretrained=False)
+    """The architecture with freshly initialised weights (seed the RNG before calling), the same bits on any
+    x86-64 CPU (``portable_init``)."""
+    with portable_init():
+        if recipe.model.source == "timm":
+            return _create_timm(recipe, pretrained=False)
+        return _create_transformers(recipe, pretrained=False)
 
 
 def pretrained_model(recipe: Recipe) -> Any:

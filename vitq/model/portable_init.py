@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch.overrides import TorchFunctionMode
 
+
 class _ErfinvThroughNdtri(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from vitq.errors import RecipeError, converting, first_line
+from vitq.errors import RecipeError, converting, first_line, quiet_stderr
 from vitq.model import networks
 from vitq.model.relative_paths import relative_torchscript_sources, strip_torchscript_build_paths
 from vitq.model.weight_readers import linears_read_directly
@@ -33,12 +33,13 @@ def quantize_keeping_float(recipe: Recipe, model: torch.nn.Module) -> tuple[torc
     types = {MODULES[m] for m in recipe.quantize.modules}
     dtype = DTYPES[recipe.quantize.dtype]
     kept = _read_directly(recipe, model) if torch.nn.Linear in types else []
-    if not kept:
-        return torch.ao.quantization.quantize_dynamic(model, types, dtype=dtype), []
-    qconfig = {torch.qint8: torch.ao.quantization.default_dynamic_qconfig,
-               torch.float16: torch.ao.quantization.float16_dynamic_qconfig}[dtype]
-    spec = {**{t: qconfig for t in types}, **{name: None for name in kept}}  # a name's entry wins over its type's
-    return torch.ao.quantization.quantize_dynamic(model, spec, dtype=dtype), kept
+    spec: set | dict = types
+    if kept:
+        qconfig = {torch.qint8: torch.ao.quantization.default_dynamic_qconfig,
+                   torch.float16: torch.ao.quantization.float16_dynamic_qconfig}[dtype]
+        spec = {**{t: qconfig for t in types}, **{name: None for name in kept}}  # a name's entry wins over its type's
+    with converting(recipe.path, "quantize", "quantize_dynamic", "switch the .ptl chain off with mobile: {enabled: false}"):
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=dtype), kept
 
 
 def _read_directly(recipe: Recipe, model: torch.nn.Module) -> list[str]:
@@ -74,7 +75,8 @@ def _export(recipe: Recipe, model: torch.nn.Module,
     reasons = []
     for method in TRIED[recipe.export.method]:
         try:
-            return _attempt(recipe, model, method, save), method
+            with quiet_stderr():  # TorchScript's warnings of a failed attempt would stand before the one line
+                return _attempt(recipe, model, method, save), method
         except _Refused as refused:
             reasons.append(str(refused))
     raise RecipeError(recipe.path, "export.method", f"{', then '.join(reasons)}; {HINTS[recipe.export.method]}") from None

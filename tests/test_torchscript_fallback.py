@@ -124,3 +124,22 @@ def test_timm_convit_which_reads_its_qk_weight_builds_int8_with_that_linear_floa
     record = json.loads(paths.torchscript_record.read_text())
     assert record == {"method_asked": method, "method": method, "keep_float": ["blocks.0.attn.qk"]}
     assert load_torchscript(paths.file("int8"))(INPUT).shape == (2, 5)
+
+
+MOBILEVIT_V2 = """\
+threads: 1
+model: {source: timm, name: mobilevitv2_050, kwargs: {num_classes: 5}}
+weights: {random: {seed: 7}}
+preprocess: {resize: 70, crop: 64, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+samples: {dir: images, labels: images/labels.csv}
+"""
+
+
+def test_auto_traces_timm_mobilevit_v2_whose_scripted_module_cannot_be_saved(tmp_path):
+    """MobileViT v2 scripts, but the scripted module cannot be saved (a Python call in its attention): with the
+    default method the int8 stage traces it instead (checked against eager) and records that it did."""
+    make_images(tmp_path / "images")
+    paths = build(load_recipe(write_recipe(tmp_path, "mv2", MOBILEVIT_V2)), tmp_path / "out", ["fp32", "int8"])
+    assert json.loads(paths.torchscript_record.read_text()) == {"method_asked": "auto", "method": "trace",
+                                                                "keep_float": []}
+    assert load_torchscript(paths.file("int8"))(torch.zeros(1, 3, 64, 64)).shape == (1, 5)

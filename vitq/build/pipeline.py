@@ -165,7 +165,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     variant_stage(
         "int8",
-        "dynamic int8 quantization of nn.Linear, then TorchScript (script or trace)",
+        "dynamic int8 quantization of nn.Linear (those whose weight the model reads stay float), then TorchScript "
+        "(auto: script, else trace checked against eager)",
         fields=("model", "preprocess.crop", "quantize", "export.method"),
         tools=MODEL_CODE,
         extra_outputs=lambda paths: {TORCHSCRIPT_RECORD: paths.torchscript_record},

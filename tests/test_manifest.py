@@ -31,6 +31,9 @@ def test_a_build_manifest_lists_every_shipped_variant_with_hash_size_parent_and_
     assert {"scikit-learn", "scikit-image", "torch", "executorch", "torchao"} <= set(manifest["versions"])
     assert artifacts["pte"]["format"] == "executorch" and artifacts["pte"]["parent"] == "fp32"
     assert artifacts["pte"]["delegation"] == json.loads(tiny_build.delegation.read_text())
+    # export.method auto (the default): which method made int8.pt; no Linear of this ViT kept float
+    assert artifacts["int8"]["torchscript"] == {"method": "script", "keep_float": []}
+    assert all("torchscript" not in a for a in manifest["artifacts"] if a["name"] != "int8")
 
 
 def test_the_schema_takes_its_variant_and_format_names_from_the_table():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from vitq.build.pipeline import STAGES, stage_named, stages_for
-from vitq.layout import SAMPLES, ArtifactPaths
+from vitq.layout import SAMPLES, TORCHSCRIPT_RECORD, ArtifactPaths
 from vitq.recipe import load_recipe
 from vitq.variants import variants_for
 
@@ -40,7 +40,7 @@ def test_evaluation_and_manifest_read_every_variant_file(tmp_path):
     paths = ArtifactPaths(tmp_path / "out")
     files = {v.id for v in variants_for(recipe) if v.file}
     assert files | {SAMPLES} == set(stage_named("eval").inputs(recipe, paths))
-    assert files | {SAMPLES, "eval", "delegation:pte"} == set(stage_named("manifest").inputs(recipe, paths))
+    assert files | {SAMPLES, "eval", "delegation:pte", TORCHSCRIPT_RECORD} == set(stage_named("manifest").inputs(recipe, paths))
 
 
 def test_a_users_sample_folder_is_a_stage_input_file_by_file(tmp_path):

@@ -146,7 +146,7 @@ def test_a_model_torchscript_cannot_save_fails_in_one_line_and_builds_with_the_p
     """MobileViT v2 scripts but cannot be saved (a Python function call in its attention): one line naming the
     recipe, the field and what to try, before any file; with ``mobile: {enabled: false}`` the rest builds."""
     make_images(tmp_path / "images")
-    recipe = load_recipe(write_recipe(tmp_path, "mv2", MOBILEVIT_V2.format(extra="")))
+    recipe = load_recipe(write_recipe(tmp_path, "mv2", MOBILEVIT_V2.format(extra="export: {method: script}\n")))
     with pytest.raises(RecipeError) as refused:
         build(recipe, tmp_path / "out", ["fp32", "samples", "int8"])
     line = str(refused.value)

@@ -43,7 +43,7 @@ def test_digits_recipe_trains_and_samples_its_held_out_split():
 
 def test_defaults_fill_in_what_a_minimal_recipe_leaves_out(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path, "mini", MINIMAL))
-    assert recipe.export.method == "script" and recipe.mobile.optimize
+    assert recipe.export.method == "auto" and recipe.mobile.optimize
     assert recipe.checks.onnx_atol == 1e-4
     assert recipe.preprocess.interpolation == "bicubic"
 
@@ -103,7 +103,7 @@ BAD = [
     ("dtype", MINIMAL + "quantize: {dtype: int3}\n", "quantize.dtype", "expected one of 'qint8' or 'float16', got 'int3'"),
     ("fp16 on qnnpack", MINIMAL + "quantize: {dtype: float16}\n", "quantize", "float16 needs engine x86 or fbgemm"),
     ("engine", MINIMAL + "quantize: {engine: tpu}\n", "quantize.engine", "'qnnpack', 'x86' or 'fbgemm'"),
-    ("export method", MINIMAL + "export: {method: onnx}\n", "export.method", "'script' or 'trace'"),
+    ("export method", MINIMAL + "export: {method: onnx}\n", "export.method", "'auto', 'script' or 'trace'"),
     ("blocklist", MINIMAL + "mobile: {blocklist: [NOPE]}\n", "mobile.blocklist.0", "expected one of"),
     ("executorch quantize", MINIMAL + "executorch: {quantize: int4}\n", "executorch.quantize",
      "unknown strategy 'int4'; expected one of none, dynamic_int8, 8da4w, static_int8 or auto, or a list of them"),

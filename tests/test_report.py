@@ -27,5 +27,14 @@ def test_markdown_names_the_mobile_artifact_the_checks_and_the_versions(tiny_bui
     assert text == tiny_build.report.read_text()
 
 
+def test_markdown_says_how_int8_pt_was_made_where_the_build_chose(tiny_build):
+    manifest = json.loads(tiny_build.manifest.read_text())
+    assert "TorchScript `int8.pt`: scripted." in markdown(manifest)  # export.method auto picked script
+    int8 = next(a for a in manifest["artifacts"] if a["name"] == "int8")
+    int8["torchscript"] = {"method": "trace", "keep_float": [f"blocks.{i}.attn.qk" for i in range(6)]}
+    assert ("TorchScript `int8.pt`: traced; 6 Linear(s) kept float, as the model's code reads their weight: "
+            "`blocks.0.attn.qk`, `blocks.1.attn.qk`, `blocks.2.attn.qk`, `blocks.3.attn.qk` and 2 more.") in markdown(manifest)
+
+
 def test_human_size():
     assert (human_size(999), human_size(1500), human_size(89_090_977)) == ("999 B", "1.5 KB", "89.1 MB")

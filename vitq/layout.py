@@ -11,6 +11,7 @@ from vitq.variants import BY_ID
 
 SAMPLES = "samples"  # the sample set's key in a stage's inputs/outputs: its labels.csv, images beside it
 CALIBRATION = "calibration"  # the calibration set's key: its images.txt, images beside it
+TORCHSCRIPT_RECORD = "torchscript:int8"  # the int8 stage's record's key (vitq.layout.ArtifactPaths.torchscript_record)
 FOLDERS = (SAMPLES, CALIBRATION)  # keys that stand for a whole folder (hashed, cached and restored whole)
 
 
@@ -82,6 +83,11 @@ class ArtifactPaths:
     def delegation_of(self, variant_id: str) -> Path:
         """The same record for one ExecuTorch candidate, with how it was quantized (layers kept in float)."""
         return self.root / f"{variant_id.replace('_', '-')}-delegation.json"
+
+    @property
+    def torchscript_record(self) -> Path:
+        """How int8.pt was made: the TorchScript method used and the Linears kept float (for the manifest)."""
+        return self.root / "int8-torchscript.json"
 
     @property
     def build_log(self) -> Path:

@@ -145,7 +145,9 @@ class Quantize(_Section):
 
 
 class Export(_Section):
-    method: Literal["script", "trace"] = "script"
+    # auto: torch.jit.script, and where scripting (or saving the scripted module) fails, torch.jit.trace checked
+    # against eager; the int8 stage's record and the manifest say which was used
+    method: Literal["auto", "script", "trace"] = "auto"
     opset: Annotated[int, Field(ge=17, le=23)] = 18
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitq.check.versions import RECORDED_TOOLS
-from vitq.layout import CALIBRATION, SAMPLES, ArtifactPaths
+from vitq.layout import CALIBRATION, SAMPLES, TORCHSCRIPT_RECORD, ArtifactPaths
 from vitq.model.samples import calibration_files, source_files
 from vitq.recipe import Recipe
 from vitq.variants import BY_ID, VARIANTS, parent_of, variants_for
@@ -165,9 +165,11 @@ STAGES: tuple[Stage, ...] = (
     ),
     variant_stage(
         "int8",
-        "dynamic int8 quantization of nn.Linear, then TorchScript (script or trace)",
+        "dynamic int8 quantization of nn.Linear (those whose weight the model reads stay float), then TorchScript "
+        "(auto: script, else trace checked against eager)",
         fields=("model", "preprocess.crop", "quantize", "export.method"),
         tools=MODEL_CODE,
+        extra_outputs=lambda paths: {TORCHSCRIPT_RECORD: paths.torchscript_record},
     ),
     variant_stage(
         "optimized",

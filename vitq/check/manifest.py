@@ -15,7 +15,7 @@ from typing import Any
 from vitq.check.versions import recorded_versions
 from vitq.errors import InputError
 from vitq.fileio import canonical, sha256_file
-from vitq.layout import CALIBRATION, SAMPLES
+from vitq.layout import CALIBRATION, SAMPLES, TORCHSCRIPT_RECORD
 from vitq.model.samples import read_labels
 from vitq.recipe import Recipe
 from vitq.variants import BY_ID, REFERENCE, Variant, parent_of, shipped
@@ -66,7 +66,18 @@ def _artifact(recipe: Recipe, variant: Variant, files: Mapping[str, Path], root:
         "sha256": sha256_file(file), "parent": parent_of(variant.id, recipe),
         "size_ratio_vs_fp32": round(size / files[REFERENCE].stat().st_size, 4),
         **({"delegation": json.loads(delegation.read_text(encoding="utf-8"))} if delegation else {}),
+        **_torchscript(files.get(TORCHSCRIPT_RECORD) if variant.id == "int8" else None),
     }
+
+
+def _torchscript(record: Path | None) -> dict[str, Any]:
+    """How int8.pt was made, where the build chose something the recipe does not say (``export.method: auto``, or
+    Linears kept float because the model's code reads their weight); nothing otherwise, so the manifest of a
+    recipe that says ``script`` and quantizes every Linear stays as it was."""
+    data = json.loads(record.read_text(encoding="utf-8")) if record is not None and record.exists() else {}
+    if data.get("method_asked") != "auto" and not data.get("keep_float"):
+        return {}
+    return {"torchscript": {"method": data["method"], "keep_float": data["keep_float"]}}
 
 
 def _candidate(artifact: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def markdown(manifest: dict[str, Any]) -> str:
         f"Weights: {manifest['weights']['source']}; {manifest['accuracy'][REFERENCE]['n']} sample images, "
         f"{manifest['classes']} classes. Mobile artifact: {_mobile(manifest)}.",
     ]
-    out += _delegation(manifest)
+    out += _delegation(manifest) + _torchscript(manifest)
     if manifest["weights"].get("note"):
         out += ["", f"**Note:** {manifest['weights']['note']}."]
     out += ["", table(manifest), *_candidates(manifest), "", "## Checks", "",
@@ -90,6 +90,20 @@ def _delegation(manifest: dict[str, Any]) -> list[str]:
                                  for op, n in d["portable_operators"].items()) or "none"
             out += ["", f"ExecuTorch program `{a['path']}`: XNNPACK runs {d['delegated_nodes']} of {total} graph nodes "
                     f"({d['delegated_subgraphs']} subgraphs); on portable kernels: {portable}."]
+    return out
+
+
+def _torchscript(manifest: dict[str, Any]) -> list[str]:
+    """How int8.pt was made where the build chose it: the method ``auto`` picked, the Linears left float."""
+    out = []
+    for a in manifest["artifacts"]:
+        t = a.get("torchscript")
+        if t:
+            kept = t["keep_float"]
+            names = ", ".join(f"`{n}`" for n in kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+            out += ["", f"TorchScript `{a['path']}`: {'traced' if t['method'] == 'trace' else 'scripted'}" + (
+                f"; {len(kept)} Linear(s) kept float, as the model's code reads their weight: {names}" if kept else "")
+                + "."]
     return out
 
 

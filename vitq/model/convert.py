@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from vitq.errors import RecipeError, first_line
+from vitq.errors import RecipeError, converting, first_line, quiet_stderr
 from vitq.model import networks
 from vitq.model.relative_paths import relative_torchscript_sources, strip_torchscript_build_paths
+from vitq.model.weight_readers import linears_read_directly
 from vitq.recipe import DTYPES as DTYPE_NAMES
 from vitq.recipe import QUANTIZED_MODULES, Recipe
 
@@ -22,23 +24,82 @@ PTL_OFF = "or switch the .ptl chain off with mobile: {enabled: false}"  # a hint
 
 def quantize_dynamic_int8(recipe: Recipe, model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic quantization of the recipe's module types (weights int8 or float16, activations at run time)."""
-    return torch.ao.quantization.quantize_dynamic(
-        model, {MODULES[m] for m in recipe.quantize.modules}, dtype=DTYPES[recipe.quantize.dtype]
-    )
+    return quantize_keeping_float(recipe, model)[0]
+
+
+def quantize_keeping_float(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.nn.Module, list[str]]:
+    """The same, and the Linears left float because the model's code reads their weight itself (a quantized
+    Linear's weight is a method: vitq.model.weight_readers), by name; evaluation repeats it and gets the same."""
+    types = {MODULES[m] for m in recipe.quantize.modules}
+    dtype = DTYPES[recipe.quantize.dtype]
+    kept = _read_directly(recipe, model) if torch.nn.Linear in types else []
+    spec: set | dict = types
+    if kept:
+        qconfig = {torch.qint8: torch.ao.quantization.default_dynamic_qconfig,
+                   torch.float16: torch.ao.quantization.float16_dynamic_qconfig}[dtype]
+        spec = {**{t: qconfig for t in types}, **{name: None for name in kept}}  # a name's entry wins over its type's
+    with converting(recipe.path, "quantize", "quantize_dynamic", "switch the .ptl chain off with mobile: {enabled: false}"):
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=dtype), kept
+
+
+def _read_directly(recipe: Recipe, model: torch.nn.Module) -> list[str]:
+    with converting(recipe.path, "model", "running the float model on an example input",
+                    f"check model.kwargs and preprocess.crop ({recipe.preprocess.crop})"):
+        return linears_read_directly(model, networks.example_input(recipe))
+
+
+class _Refused(Exception):
+    """A TorchScript method that cannot take this model; says why in one line."""
+
+
+PAST = {"script": "scripted", "trace": "traced"}
+TRIED = {"auto": ("script", "trace"), "script": ("script",), "trace": ("trace",)}
+HINTS = {"auto": PTL_OFF.removeprefix("or "), "script": f"try method: trace, {PTL_OFF}",
+         "trace": f"try method: script, {PTL_OFF}"}
 
 
 def export_torchscript(recipe: Recipe, model: torch.nn.Module) -> torch.jit.ScriptModule:
-    """Script (keeps control flow) or trace (for models TorchScript cannot compile, e.g. transformers)."""
-    if recipe.export.method == "script":
+    """Script (keeps control flow) or trace (for models TorchScript cannot compile, e.g. transformers); ``auto``
+    scripts, and traces where scripting fails."""
+    return _export(recipe, model, None)[0]
+
+
+def export_and_save(recipe: Recipe, model: torch.nn.Module, path: Path) -> str:
+    """Export as the recipe says and save to ``path``; the method that worked. Under ``auto`` a scripted module
+    that cannot be saved (a Python call inside, as MobileViT v2's) is traced instead."""
+    return _export(recipe, model, lambda module: save_torchscript(module, path))[1]
+
+
+def _export(recipe: Recipe, model: torch.nn.Module,
+            save: Callable[[torch.jit.ScriptModule], None] | None) -> tuple[torch.jit.ScriptModule, str]:
+    reasons = []
+    for method in TRIED[recipe.export.method]:
         try:
+            with quiet_stderr():  # TorchScript's warnings of a failed attempt would stand before the one line
+                return _attempt(recipe, model, method, save), method
+        except _Refused as refused:
+            reasons.append(str(refused))
+    raise RecipeError(recipe.path, "export.method", f"{', then '.join(reasons)}; {HINTS[recipe.export.method]}") from None
+
+
+def _attempt(recipe: Recipe, model: torch.nn.Module, method: str,
+             save: Callable[[torch.jit.ScriptModule], None] | None) -> torch.jit.ScriptModule:
+    try:
+        if method == "script":
             with relative_torchscript_sources():  # no build paths in the file's debug info
-                return torch.jit.script(model)
+                module = torch.jit.script(model)
+        else:
+            module = torch.jit.trace(model, networks.example_input(recipe), check_trace=False)
+    except Exception as exc:
+        raise _Refused(f"torch.jit.{method} failed ({first_line(exc)[:200]})") from None
+    if method == "trace":
+        _check_trace(recipe, model, module)
+    if save is not None:
+        try:
+            save(module)
         except Exception as exc:
-            raise RecipeError(recipe.path, "export.method",
-                              f"torch.jit.script failed ({first_line(exc)}); try method: trace, {PTL_OFF}") from None
-    traced = torch.jit.trace(model, networks.example_input(recipe), check_trace=False)
-    _check_trace(recipe, model, traced)
-    return traced
+            raise _Refused(f"saving the {PAST[method]} module failed ({first_line(exc)[:200]})") from None
+    return module
 
 
 def save_torchscript(module: torch.jit.ScriptModule, path: Path) -> None:
@@ -57,7 +118,10 @@ def _check_trace(recipe: Recipe, eager: torch.nn.Module, traced: torch.jit.Scrip
     """Tracing records one path through the code; prove it on inputs it did not see."""
     size = recipe.preprocess.crop
     inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        diff = (eager(inputs) - traced(inputs)).abs().max().item()
+    try:
+        with torch.no_grad():
+            diff = (eager(inputs) - traced(inputs)).abs().max().item()
+    except Exception as exc:
+        raise _Refused(f"the traced module does not run on a batch of 2 ({first_line(exc)[:200]})") from None
     if diff > TRACE_TOLERANCE:
-        raise RecipeError(recipe.path, "export.method", f"traced module differs from eager by {diff:.2e} (> {TRACE_TOLERANCE})")
+        raise _Refused(f"traced module differs from eager by {diff:.2e} (> {TRACE_TOLERANCE})")

@@ -1,22 +1,24 @@
-"""Dynamic int8 quantization (nn.Linear weights) and TorchScript export: the first mobile artifact."""
+"""Dynamic int8 quantization (nn.Linear weights) and TorchScript export: the first mobile artifact.
+
+Also writes how it was made (the method ``auto`` chose, the Linears kept float), for the manifest."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vitq.errors import converting
-from vitq.fileio import atomic_path
+from vitq.fileio import atomic_path, write_json
+from vitq.layout import TORCHSCRIPT_RECORD
 from vitq.model import networks
-from vitq.model.convert import PTL_OFF, export_torchscript, quantize_dynamic_int8, save_torchscript
+from vitq.model.convert import export_and_save, quantize_keeping_float
 from vitq.recipe import Recipe
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
-    quantized = quantize_dynamic_int8(recipe, networks.load_fp32(recipe, inputs["fp32"]))
-    exported = export_torchscript(recipe, quantized)
-    method = recipe.export.method
-    hint = ("try export.method: trace, " if method == "script" else "") + PTL_OFF
-    with atomic_path(outputs["int8"]) as tmp, converting(recipe.path, "export.method", f"saving the {method}ed module", hint):
-        save_torchscript(exported, tmp)
+    quantized, kept = quantize_keeping_float(recipe, networks.load_fp32(recipe, inputs["fp32"]))
+    with atomic_path(outputs["int8"]) as tmp:
+        method = export_and_save(recipe, quantized, tmp)
+    write_json(outputs[TORCHSCRIPT_RECORD], {"method_asked": recipe.export.method, "method": method,
+                                             "keep_float": kept})
     q = recipe.quantize
-    return f"quantize_dynamic({'/'.join(q.modules)}, {q.dtype}, {q.engine}) + jit.{method}"
+    float_note = f", {len(kept)} Linear(s) kept float (the model's code reads their weight)" if kept else ""
+    return f"quantize_dynamic({'/'.join(q.modules)}, {q.dtype}, {q.engine}) + jit.{method}{float_note}"

@@ -52,7 +52,26 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, value: Any) -> Any:
+        """``field: null`` for a field with a default is that default: how a child recipe drops what its parent set
+        (``executorch: null``, ``mobile: {blocklist: null}``; ``calibration: null`` is no calibration)."""
+        if not isinstance(value, dict):
+            return value
+        fields = cls.model_fields
+        return {k: v for k, v in value.items()
+                if not (v is None and k in fields and not fields[k].is_required() and fields[k].default is not None)}
+
+
+def _drop_hint(info: ValidationInfo, section: str, key: str | None = None) -> str:
+    """What a child recipe writes to drop a section (or key) it inherited and that the refusal is about."""
+    dotted = f"{section}.{key}" if key else section
+    if dotted not in ((info.context or {}).get("inherited") or ()):
+        return ""
+    return f"; drop the parent's with `{section}: {{{key}: null}}`" if key else f"; drop the parent's with `{section}: null`"
 
 
 class ModelSpec(_Section):
@@ -162,7 +181,7 @@ class Mobile(_Section):
     def _needs_optimize(cls, blocklist: list[str], info: ValidationInfo) -> list[str]:
         if blocklist and info.data.get("optimize") is False:
             raise ValueError("names optimize_for_mobile passes to skip, but optimize is false; remove it or set "
-                             "optimize: true")
+                             f"optimize: true{_drop_hint(info, 'mobile', 'blocklist')}")
         return blocklist
 
 
@@ -269,14 +288,16 @@ class Recipe(_Section):
     checks: Checks = Checks()
 
     @model_validator(mode="after")
-    def _consistent(self) -> Recipe:
+    def _consistent(self, info: ValidationInfo) -> Recipe:
         if self.samples.builtin == "held_out" and self.weights.train is None:
             raise ValueError("samples: 'held_out' needs weights: {train: ...}")
         if self.calibration is not None and self.calibration.split and self.weights.train is None:
-            raise ValueError("calibration: {split: train} needs weights: {train: ...}; or give {dir: folder}")
+            raise ValueError("calibration: {split: train} needs weights: {train: ...}; or give {dir: folder}"
+                             + _drop_hint(info, "calibration"))
         if self.executorch.enabled and "static_int8" in self.pte_candidates and self.calibration is None:
             raise ValueError("executorch.quantize: static_int8 needs calibration images: add calibration: "
-                             "{split: train} (a recipe that trains) or {dir: folder}")
+                             "{split: train} (a recipe that trains) or {dir: folder}"
+                             + _drop_hint(info, "executorch", "quantize"))
         return self
 
     @property
@@ -330,15 +351,22 @@ def load_recipe(path: Path | str) -> Recipe:
     if not NAME_PATTERN.match(name):
         raise RecipeError(path, "name", f"recipe name {name!r} must match {NAME_PATTERN.pattern}")
     data = _load_merged(path, ())
+    own = _read_yaml(path)  # what this file sets itself: the rest a parent set (refusals say how to drop it)
+    inherited = _dotted(data) - _dotted(own) if "extends" in own else set()
     # name and source lead the schema, so their problems come first, as pydantic would order them.
     problems = [(key, "is set from the file name; remove it") for key in ("name", "source") if key in data]
     try:
-        recipe = Recipe.model_validate({**data, "name": name, "source": str(path)})
+        recipe = Recipe.model_validate({**data, "name": name, "source": str(path)}, context={"inherited": inherited})
     except ValidationError as exc:
         problems += _problems(exc)
     if problems:
         raise RecipeError.many(path, problems)
     return recipe
+
+
+def _dotted(data: dict[str, Any]) -> set[str]:
+    """The sections and section.key names a recipe's data sets (what a child can inherit)."""
+    return set(data) | {f"{s}.{k}" for s, v in data.items() if isinstance(v, dict) for k in v}
 
 
 def _load_merged(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:

@@ -185,9 +185,10 @@ def cli() -> str:
     """Each command's help as ``vitq COMMAND --help`` prints it, at a fixed width."""
     parser = build_parser()
     out = []
-    for name, sub in _commands(parser, "vitq"):
+    for name, sub in [("vitq", parser), *_commands(parser, "vitq")]:
         sub.formatter_class = lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=HELP_WIDTH)
-        summary = sub.description.split("\n\n")[0]
+        summary = ("Every command, as `vitq --help` lists them." if sub is parser
+                   else sub.description.split("\n\n")[0].replace("\n", " "))
         out += [f"## `{name}`", "", summary, "", "```text", sub.format_help().rstrip(), "```", ""]
     return "\n".join(out)
 

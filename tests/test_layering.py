@@ -1,5 +1,5 @@
 """The import structure: no circle among vitq's modules, and every import points down the layers the manual (docs/architecture.md)
-draws (core <- model <- check <- stages <- build <- ship, bench <- cli). The runner starts stages by name
+draws (core <- model <- check <- stages <- orchestration <- ship, bench <- cli). The runner starts stages by name
 (importlib), which is not an import and so not an arrow."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import graphlib
 import re
 from pathlib import Path
 
-from vitq.build.fingerprint import PACKAGE_DIR, _direct_imports
+from vitq.orchestration.fingerprint import PACKAGE_DIR, _direct_imports
 
 # The core every layer builds on: torch-free, cheap to import (dodo.py loads it on every doit call).
 CORE = {"vitq", "vitq.errors", "vitq.fileio", "vitq.progress", "vitq.recipe", "vitq.variants", "vitq.layout",
         "vitq.numerics"}
 # Bottom to top; a module may import its own layer and those below it.
-LAYERS = ("core", "model", "check", "stages", "build", "ship", "bench", "cli")
-RANK = {"core": 0, "model": 1, "check": 2, "stages": 3, "build": 4, "ship": 5, "bench": 5, "cli": 6}
+LAYERS = ("core", "model", "check", "stages", "orchestration", "ship", "bench", "cli")
+RANK = {"core": 0, "model": 1, "check": 2, "stages": 3, "orchestration": 4, "ship": 5, "bench": 5, "cli": 6}
 ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 
 

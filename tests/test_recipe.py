@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from vitq.build.discovery import discover
 from vitq.errors import RecipeError, display_path, one_line
+from vitq.orchestration.discovery import discover
 from vitq.recipe import load_recipe
 
 from conftest import DIGITS, REPO, write_recipe
@@ -199,7 +199,7 @@ def test_a_name_that_is_not_a_plain_word_is_refused(tmp_path):
 
 
 def test_recipe_module_does_not_import_torch():
-    code = "import sys, dodo, vitq.recipe, vitq.build.tasks; sys.exit('torch' in sys.modules)"
+    code = "import sys, dodo, vitq.recipe, vitq.orchestration.tasks; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 

@@ -201,9 +201,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from vitq.build.costs import format_costs
-    from vitq.build.discovery import artifacts_root
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.costs import format_costs
+    from vitq.orchestration.discovery import artifacts_root
 
     folder = Path(args.build)
     paths = ArtifactPaths(folder if folder.is_dir() else ArtifactPaths.for_recipe(artifacts_root(), args.build).root)
@@ -226,9 +226,9 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _cache_status(args: argparse.Namespace) -> int:
-    from vitq.build.cache import URL_VAR, Store, settings, status
-    from vitq.build.discovery import artifacts_root, discover
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.cache import URL_VAR, Store, settings, status
+    from vitq.orchestration.discovery import artifacts_root, discover
     from vitq.recipe import load_recipe
 
     config = settings()
@@ -251,10 +251,10 @@ def _cache_status(args: argparse.Namespace) -> int:
 def _new(args: argparse.Namespace) -> int:
     import re
 
-    from vitq.build.discovery import PROJECT_ROOT
     from vitq.errors import InputError
     from vitq.fileio import write_text
     from vitq.model.model_recipe import recipe_text
+    from vitq.orchestration.discovery import PROJECT_ROOT
     from vitq.recipe import load_recipe
 
     name = re.sub(r"[^A-Za-z0-9_-]", "_", Path(args.model.rstrip("/")).name)

@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 RECIPE ?= digits
 
-.PHONY: build test test-fast test-families test-arm test-cpus golden lint venv clean
+.PHONY: build test test-fast test-families test-arm test-cpus golden lint docs docs-check venv clean
 
 venv: $(STAMP)
 
@@ -18,7 +18,19 @@ build: $(STAMP)
 	$(VENV)/bin/doit build:$(RECIPE)
 
 lint: $(STAMP)
-	$(VENV)/bin/python -m ruff check vitq tests benchmarks dodo.py
+	$(VENV)/bin/python -m ruff check vitq tests benchmarks dodo.py docs
+
+# The manual (docs/, MkDocs Material): regenerate its generated parts from the code (recipe schema, variant table,
+# argument parser), then build it into site/.
+docs: $(STAMP)
+	$(VENV)/bin/python docs/gen_pages.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# What make test checks of the manual (a few seconds): no generated part stale, no broken link or anchor.
+docs-check: $(STAMP)
+	$(VENV)/bin/python docs/gen_pages.py --check
+	site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $$site; \
+	status=$$?; rm -rf $$site; exit $$status
 
 # The unit tier: every test that calls vitq's functions directly (no doit subprocesses, no heavy lowering), on two
 # workers, one torch thread each (two workers on two cores); the tests that share the in-process tiny build run on one
@@ -26,10 +38,10 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not heavy and not arm and not cpus" -q -n 2 --dist loadgroup
 
-# The whole suite: lint, the in-process tiers (unit and heavy lowering) on two workers as test-fast runs them, then the
+# The whole suite: lint, the manual (docs-check), the in-process tiers (unit and heavy lowering) on two workers as test-fast runs them, then the
 # end-to-end builds one at a time (each doit build already uses both cores; two at once thrash torch's threads).
 # Not the eight mobile families: test-families.
-test: lint
+test: lint docs-check
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -m "not e2e and not families and not arm and not cpus" -q -n 2 --dist loadgroup
 	$(VENV)/bin/python -m pytest -m "e2e and not families and not arm and not cpus"
 
@@ -52,4 +64,4 @@ golden: $(STAMP)
 	$(VENV)/bin/python tests/test_golden.py
 
 clean:
-	rm -rf artifacts
+	rm -rf artifacts site

@@ -8,9 +8,9 @@ No torch import here: loading this file must stay instant.
 
 import sys
 
-from vitq.build.discovery import artifacts_root
-from vitq.build.reporter import CheckpointingReporter
 from vitq.errors import run_command
+from vitq.orchestration.discovery import artifacts_root
+from vitq.orchestration.reporter import CheckpointingReporter
 
 ROOT = artifacts_root()
 ROOT.mkdir(parents=True, exist_ok=True)
@@ -27,7 +27,7 @@ DOIT_CONFIG = {
 
 def task_vitq():
     """vitq build stages (one task group per stage, one sub-task per recipe)"""
-    from vitq.build.tasks import all_tasks
+    from vitq.orchestration.tasks import all_tasks
 
     tasks: list[dict] = []
     code = run_command(lambda: tasks.extend(all_tasks(ROOT)) or 0, prefix="vitq: ")

@@ -92,9 +92,9 @@ def latencies(recipe_file: Path, root: Path, repeats: int) -> dict[str, dict]:
     import torch
 
     from vitq.bench.measure import load_inputs, measure, measurements
-    from vitq.build.pipeline import model_files
     from vitq.layout import ArtifactPaths
     from vitq.model.torch_setup import configure_torch
+    from vitq.orchestration.pipeline import model_files
     from vitq.progress import Progress
     from vitq.recipe import load_recipe
 

@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from vitq.build.discovery import PROJECT_ROOT
-from vitq.build.pipeline import stages_for
-from vitq.build.runner import run_stage
 from vitq.check.report import human_size
 from vitq.layout import ArtifactPaths
+from vitq.orchestration.discovery import PROJECT_ROOT
+from vitq.orchestration.pipeline import stages_for
+from vitq.orchestration.runner import run_stage
 from vitq.recipe import load_recipe
 
 

@@ -110,7 +110,7 @@ def compare(args: argparse.Namespace, folder: Path) -> None:
 
 def write_recipe(folder: Path, model: str, no_pte: bool) -> Path:
     """A recipe extending the shipped one that builds ``model``, with random weights (offline)."""
-    from vitq.build.discovery import PROJECT_ROOT
+    from vitq.orchestration.discovery import PROJECT_ROOT
     from vitq.recipe import load_recipe
 
     shipped = sorted(p for p in (PROJECT_ROOT / "recipes").glob("*.yaml") if not p.name.startswith("_"))

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vitq.build.discovery import PROJECT_ROOT
-from vitq.build.runner import run_stage
 from vitq.check.evaluate import evaluate
 from vitq.check.report import human_size
 from vitq.layout import ArtifactPaths, failed_candidates
 from vitq.model.preprocess import load_batch
 from vitq.model.runtimes import load_pte
 from vitq.model.samples import read_samples
+from vitq.orchestration.discovery import PROJECT_ROOT
+from vitq.orchestration.runner import run_stage
 from vitq.recipe import STRATEGIES, load_recipe
 from vitq.variants import PTE_IDS
 

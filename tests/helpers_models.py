@@ -87,7 +87,7 @@ class FieldReads(dict):
 def recording_field_reads(recipe: Recipe) -> Iterator[FieldReads]:
     """While open, every stage module's ``run`` (as the runner calls it) gets a RecordingRecipe of the recipe it
     was given; what each stage read lands in the yielded FieldReads."""
-    from vitq.build.pipeline import STAGES
+    from vitq.orchestration.pipeline import STAGES
 
     reads = FieldReads()
     reads.recipe = recipe
@@ -111,7 +111,7 @@ def recording_field_reads(recipe: Recipe) -> Iterator[FieldReads]:
 
 def undeclared_reads(reads: dict[str, set[str]]) -> dict[str, list[str]]:
     """Stage name -> the fields it read but does not declare in the pipeline (empty when all is declared)."""
-    from vitq.build.pipeline import stage_named
+    from vitq.orchestration.pipeline import stage_named
 
     found = {}
     for name, fields in reads.items():
@@ -124,10 +124,10 @@ def undeclared_reads(reads: dict[str, set[str]]) -> dict[str, list[str]]:
 
 
 def build(recipe: Recipe, root: Path, stages: list[str] | None = None):
-    """Run the recipe's stages in this process, as vitq.build.runner does (no doit): returns its ArtifactPaths."""
-    from vitq.build.pipeline import stages_for
-    from vitq.build.runner import run_stage
+    """Run the recipe's stages in this process, as vitq.orchestration.runner does (no doit): returns its ArtifactPaths."""
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.pipeline import stages_for
+    from vitq.orchestration.runner import run_stage
 
     paths = ArtifactPaths.for_recipe(root, recipe.name)
     for stage in stages_for(recipe):

@@ -1,4 +1,4 @@
-"""vitq.build.actions: what doit runs for a stage or a bench. Each failure is a TaskFailed of one line, and a
+"""vitq.orchestration.actions: what doit runs for a stage or a bench. Each failure is a TaskFailed of one line, and a
 recipe another build holds is refused before anything runs."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import sys
 
 from doit.exceptions import TaskFailed
 
-from vitq.build import actions, locks
+from vitq.orchestration import actions, locks
 
 from conftest import write_recipe
 
-HOLD = ("import sys, time; from pathlib import Path; from vitq.build.locks import hold_build_lock; "
+HOLD = ("import sys, time; from pathlib import Path; from vitq.orchestration.locks import hold_build_lock; "
         "hold_build_lock(Path(sys.argv[1]), sys.argv[2]); print('held', flush=True); time.sleep(60)")
 
 

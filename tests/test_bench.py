@@ -208,7 +208,7 @@ def test_chart_of_a_hand_made_report_is_a_png(tmp_path):
 
 
 def test_listing_tasks_does_not_import_the_bench(tmp_path):
-    code = ("import sys, dodo, vitq.build.tasks; list(dodo.task_vitq()); "
+    code = ("import sys, dodo, vitq.orchestration.tasks; list(dodo.task_vitq()); "
             "print('vitq.bench' in sys.modules, sorted(m for m in sys.modules if m.startswith('vitq.bench')))")
     env = {**os.environ, "VITQ_ARTIFACTS": str(tmp_path / "artifacts")}
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

@@ -24,11 +24,11 @@ from vitq.bench.measure import (
     run_bench,
     stats,
 )
-from vitq.build.pipeline import model_files
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths
 from vitq.model.preprocess import load_batch
 from vitq.model.samples import read_samples
+from vitq.orchestration.pipeline import model_files
 from vitq.progress import Progress
 from vitq.recipe import load_recipe
 from vitq.variants import variants_for

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from vitq.build.runner import run_stage
 from vitq.check.build_paths import build_paths_in, machine_paths
 from vitq.errors import GateError
 from vitq.model.relative_paths import CHECKOUT
+from vitq.orchestration.runner import run_stage
 from vitq.recipe import load_recipe
 
 

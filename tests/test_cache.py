@@ -1,4 +1,4 @@
-"""The shared build cache (vitq/build/cache.py) on real storage: moto's S3 server on 127.0.0.1 through s3fs, a
+"""The shared build cache (vitq/orchestration/cache.py) on real storage: moto's S3 server on 127.0.0.1 through s3fs, a
 local folder, memory://. Unit tests call the cache on small stand-in files of a recipe's stages (no torch);
 one e2e test builds a recipe with doit twice, the second time in a fresh output root, from the cache."""
 
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from s3_server import free_port
 
-from vitq.build import actions, cache
-from vitq.build.cache import Store, checked_outputs, settings, stage_cache, status
-from vitq.build.pipeline import stage_named
-from vitq.build.runner import StageRun
-from vitq.build.stage_process import StageResult
 from vitq.errors import VitqError
 from vitq.fileio import sha256_file
 from vitq.layout import SAMPLES, ArtifactPaths
+from vitq.orchestration import actions, cache
+from vitq.orchestration.cache import Store, checked_outputs, settings, stage_cache, status
+from vitq.orchestration.pipeline import stage_named
+from vitq.orchestration.runner import StageRun
+from vitq.orchestration.stage_process import StageResult
 from vitq.recipe import load_recipe
 
 from conftest import REPO, quick_digits, run_doit, tasks_ran, write_recipe
@@ -79,12 +79,12 @@ def fake_outputs(stage: str, recipe, root: Path, salt: str = "") -> None:
 
 
 def ran(stage: str, summary: str | None = None) -> StageRun:
-    """What a stage run hands back (vitq.build.runner.StageRun)."""
+    """What a stage run hands back (vitq.orchestration.runner.StageRun)."""
     return StageRun(summary or f"{stage} done -> x", 1.5, 321.0)
 
 
 def build(stage: str, recipe, root: Path, salt: str = "", printed: str = "") -> cache.StageCache:
-    """A stage that ran (stand-in outputs) and offered them to the cache, as vitq.build.actions.run_stage does."""
+    """A stage that ran (stand-in outputs) and offered them to the cache, as vitq.orchestration.actions.run_stage does."""
     fake_outputs(stage, recipe, root, salt)
     cached = stage_cache(stage, recipe, str(root))
     cached.store_outputs(ran(stage), printed)
@@ -455,7 +455,7 @@ def test_doit_rebuilds_a_fresh_output_root_from_the_s3_cache_with_identical_byte
     assert files_of(tmp_path / "c" / "tiny") == files_of(tmp_path / "a" / "tiny")
 
 def _order(stage: str) -> int:
-    from vitq.build.pipeline import STAGES
+    from vitq.orchestration.pipeline import STAGES
 
     return [s.name for s in STAGES].index(stage)
 

@@ -1,4 +1,4 @@
-"""The cache's storage (vitq/build/cache_store.py) on a folder, memory and moto's S3 server: blobs before records,
+"""The cache's storage (vitq/orchestration/cache_store.py) on a folder, memory and moto's S3 server: blobs before records,
 nothing overwritten, every fetched blob checked against its sha256. The stage side is in test_cache.py."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from vitq.build.cache_store import CacheFault, Store
 from vitq.errors import VitqError
+from vitq.orchestration.cache_store import CacheFault, Store
 
 
 @pytest.fixture(params=["folder", "memory", "s3"])

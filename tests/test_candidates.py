@@ -19,12 +19,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from vitq.build.runner import run_stage
 from vitq.check.gates import choose_candidate
 from vitq.errors import GateError, InputError, RecipeError
 from vitq.layout import ArtifactPaths
 from vitq.model import networks
 from vitq.model.runtimes import load_pte
+from vitq.orchestration.runner import run_stage
 from vitq.recipe import load_recipe
 from vitq.ship.predict import predict
 from vitq.ship.verify import verify
@@ -205,8 +205,8 @@ def test_bench_draws_the_candidates_size_accuracy_and_latency_beside_its_chart(f
 
 
 def test_the_build_cache_stores_and_hashes_the_calibration_set_as_a_folder(tmp_path):
-    from vitq.build.cache import input_digest, output_files
     from vitq.layout import CALIBRATION
+    from vitq.orchestration.cache import input_digest, output_files
 
     paths = ArtifactPaths.for_recipe(tmp_path, "tiny")
     calibration_images(paths.calibration_list.parent)

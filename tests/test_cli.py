@@ -49,3 +49,32 @@ def test_vitq_new_hints_at_vitq_recipes_only_for_a_recipe_outside_the_projects_r
     assert recipes_hint(tmp_path / "link" / "recipes" / "mine.yaml", project) == ""
     assert recipes_hint(Path("mine.yaml"), project) == f" (VITQ_RECIPES={project})"
     assert recipes_hint(tmp_path / "elsewhere" / "mine.yaml", project) == f" (VITQ_RECIPES={tmp_path / 'elsewhere'})"
+
+
+def _subcommands(parser, prefix=()):
+    """(name words, parser) of every command that takes arguments, nested ones (cache status) included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subcommands(sub, (*prefix, name))
+            return
+    yield " ".join(prefix), parser
+
+
+def test_every_commands_help_says_what_it_does_and_shows_an_example_that_parses(capsys):
+    from vitq.cli import EXAMPLES, build_parser
+
+    commands = dict(_subcommands(build_parser()))
+    assert set(commands) == set(EXAMPLES)
+    for name, parser in commands.items():
+        text = parser.format_help()
+        assert len(parser.description.split("\n\n")[0]) > 20 and "example:\n  vitq " in text.replace("VITQ_CACHE=s3://bucket/vitq-cache ", ""), name
+        example = [w for w in EXAMPLES[name].split() if "=" not in w or w.startswith("-")]
+        assert example[0] == "vitq"
+        args = build_parser().parse_args(example[1:])  # the example is a valid command line
+        assert args.command == name.split()[0]
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0 and "Vision Transformers for phones" in capsys.readouterr().out

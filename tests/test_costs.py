@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from vitq.build.costs import format_costs, latest_runs
-from vitq.build.pipeline import STAGES
 from vitq.errors import InputError
+from vitq.orchestration.costs import format_costs, latest_runs
+from vitq.orchestration.pipeline import STAGES
 
 LOG = [
     {"recipe": "r", "stage": "fp32", "seconds": 5.0, "peak_rss_mb": 900.0, "finished": "2026-11-01T10:00:00Z"},

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from vitq.build.runner import run_stage
 from vitq.cli import main
 from vitq.layout import ArtifactPaths
+from vitq.orchestration.runner import run_stage
 from vitq.recipe import load_recipe
 from vitq.ship.diff import differences, load_manifest
 from vitq.ship.release import make_release

@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch.jit.mobile import _load_for_lite_interpreter
 
-from vitq.build.pipeline import stages_for
 from vitq.check import manifest as mf
 from vitq.fileio import sha256_file
 from vitq.model.preprocess import load_batch
 from vitq.model.samples import read_labels
+from vitq.orchestration.pipeline import stages_for
 from vitq.recipe import load_recipe
 from vitq.variants import variants_for
 

@@ -1,11 +1,11 @@
-"""vitq.build.discovery: recipes come from the project's recipes/ folder and VITQ_RECIPES, builds go to VITQ_ARTIFACTS."""
+"""vitq.orchestration.discovery: recipes come from the project's recipes/ folder and VITQ_RECIPES, builds go to VITQ_ARTIFACTS."""
 
 from __future__ import annotations
 
 import pytest
 
-from vitq.build.discovery import PROJECT_ROOT, artifacts_root, discover
 from vitq.errors import RecipeError
+from vitq.orchestration.discovery import PROJECT_ROOT, artifacts_root, discover
 
 from conftest import write_recipe
 

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from vitq.build import fingerprint
-from vitq.build.fingerprint import code_closure, field_values, stage_fingerprint
-from vitq.build.pipeline import STAGES, stage_named, stages_for
 from vitq.check.versions import RECORDED_TOOLS, recorded_versions
+from vitq.orchestration import fingerprint
+from vitq.orchestration.fingerprint import code_closure, field_values, stage_fingerprint
+from vitq.orchestration.pipeline import STAGES, stage_named, stages_for
 from vitq.recipe import load_recipe
 
 from helpers_models import tiny_recipe

@@ -47,8 +47,8 @@ def test_random_weights_make_accuracy_checks_not_applicable_but_keep_numerical_o
 
 
 def test_the_manifest_stage_writes_a_failed_manifest_and_report_then_fails_in_one_line(tiny_build, tmp_path):
-    from vitq.build.runner import run_stage
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.runner import run_stage
     from vitq.recipe import load_recipe
 
     folder = tmp_path / "copy"
@@ -95,8 +95,8 @@ def test_a_graph_over_the_portable_budget_fails_in_one_line_naming_each_operator
 
 
 def test_the_manifest_stage_applies_the_pte_gate_and_the_report_names_the_operators(tiny_build, tmp_path):
-    from vitq.build.runner import run_stage
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.runner import run_stage
     from vitq.recipe import load_recipe
 
     folder = tmp_path / "copy"

@@ -38,8 +38,8 @@ def read_golden(path: Path = GOLDEN) -> dict[str, str]:
 
 def pipeline_order(root: Path) -> list[tuple[str, str]]:
     """(file under the artifacts root, the stage that writes it), in the order the pipeline runs its stages."""
-    from vitq.build.pipeline import stages_for
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.pipeline import stages_for
     from vitq.recipe import load_recipe
 
     from conftest import DIGITS

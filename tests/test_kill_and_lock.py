@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from vitq.build.actions import INTERRUPTED
+from vitq.orchestration.actions import INTERRUPTED
 
 from conftest import REPO, quick_digits, run_doit, tasks_ran
 
@@ -62,7 +62,7 @@ def test_killed_and_interrupted_builds_leave_no_truncated_target_and_resume(tmp_
     assert not (out / "manifest.json").exists()
 
     # Ctrl-C: one line, a failing exit, no traceback. The SIGKILLed run's finished stages were remembered
-    # (vitq.build.reporter commits doit's state after each task), so only the killed stage and the rest run.
+    # (vitq.orchestration.reporter commits doit's state after each task), so only the killed stage and the rest run.
     interrupted = signal_when_started(start_build(recipes, root), "eval:quick", delay=0.5, sig=signal.SIGINT)
     assert interrupted.returncode != 0
     assert INTERRUPTED in interrupted.stdout and "Traceback" not in interrupted.stdout, interrupted.stdout

@@ -1,5 +1,5 @@
-"""The import structure: no circle among vitq's modules, and every import points down the layers the README
-draws (core <- model <- check <- stages <- build <- ship, bench <- cli). The runner starts stages by name
+"""The import structure: no circle among vitq's modules, and every import points down the layers the manual (docs/architecture.md)
+draws (core <- model <- check <- stages <- orchestration <- ship, bench <- cli). The runner starts stages by name
 (importlib), which is not an import and so not an arrow."""
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ import graphlib
 import re
 from pathlib import Path
 
-from vitq.build.fingerprint import PACKAGE_DIR, _direct_imports
+from vitq.orchestration.fingerprint import PACKAGE_DIR, _direct_imports
 
 # The core every layer builds on: torch-free, cheap to import (dodo.py loads it on every doit call).
 CORE = {"vitq", "vitq.errors", "vitq.fileio", "vitq.progress", "vitq.recipe", "vitq.variants", "vitq.layout",
         "vitq.numerics"}
 # Bottom to top; a module may import its own layer and those below it.
-LAYERS = ("core", "model", "check", "stages", "build", "ship", "bench", "cli")
-RANK = {"core": 0, "model": 1, "check": 2, "stages": 3, "build": 4, "ship": 5, "bench": 5, "cli": 6}
-README = Path(__file__).resolve().parent.parent / "README.md"
+LAYERS = ("core", "model", "check", "stages", "orchestration", "ship", "bench", "cli")
+RANK = {"core": 0, "model": 1, "check": 2, "stages": 3, "orchestration": 4, "ship": 5, "bench": 5, "cli": 6}
+ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 
 
 def modules() -> list[str]:
@@ -62,9 +62,9 @@ def test_the_top_of_the_package_holds_only_the_core_and_the_entry_point():
     assert top == CORE | {"vitq.cli"} and len(top) <= 10
 
 
-def test_the_readme_layer_table_names_every_module_in_its_folder():
-    """The README's layout table (one row per folder) lists exactly the modules that folder holds."""
-    rows = dict(re.findall(r"^\| `(vitq/[a-z_/]*)` \| ([^|]+) \|", README.read_text(), re.M))
+def test_the_manuals_layer_table_names_every_module_in_its_folder():
+    """The layer table of docs/architecture.md (one row per folder) lists exactly the modules that folder holds."""
+    rows = dict(re.findall(r"^\| `(vitq/[a-z_/]*)` \| ([^|]+) \|", ARCHITECTURE.read_text(), re.M))
     folders = {f"vitq/{sub}/" if sub != "core" else "vitq/" for sub in LAYERS if sub != "cli"}
     assert set(rows) == folders, sorted(set(rows) ^ folders)
     for folder, cell in rows.items():

@@ -1,4 +1,4 @@
-"""vitq.build.locks: one build per recipe output folder at a time, across processes; other recipes build beside it."""
+"""vitq.orchestration.locks: one build per recipe output folder at a time, across processes; other recipes build beside it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from vitq.build import locks
 from vitq.errors import VitqError
 from vitq.fileio import TMP_PREFIX
+from vitq.orchestration import locks
 
-HOLD = ("import sys, time; from pathlib import Path; from vitq.build.locks import hold_build_lock; "
+HOLD = ("import sys, time; from pathlib import Path; from vitq.orchestration.locks import hold_build_lock; "
         "hold_build_lock(Path(sys.argv[1]), sys.argv[2]); print('held', flush=True); time.sleep(60)")
 
 

@@ -63,8 +63,8 @@ def test_recipe_from_manifest_rebuilds_the_resolved_recipe(tiny_build):
 def test_two_manifests_of_the_same_build_are_the_same_bytes(tiny_build, tmp_path):
     import shutil
 
-    from vitq.build.runner import run_stage
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.runner import run_stage
     from vitq.recipe import load_recipe
 
     folder = tmp_path / "copy"

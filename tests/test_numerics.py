@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from vitq.build.fingerprint import stage_fingerprint
-from vitq.build.pipeline import STAGES, stage_named
-from vitq.build.runner import HASH_SEED, stage_environ
 from vitq.numerics import PINNED_ENV, error_step, is_pinned, pinned_environ, recorded_error
+from vitq.orchestration.fingerprint import stage_fingerprint
+from vitq.orchestration.pipeline import STAGES, stage_named
+from vitq.orchestration.runner import HASH_SEED, stage_environ
 from vitq.recipe import load_recipe
 
 from conftest import DIGITS

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from vitq.build.pipeline import STAGES, stage_named, stages_for
 from vitq.layout import SAMPLES, TORCHSCRIPT_RECORD, ArtifactPaths
+from vitq.orchestration.pipeline import STAGES, stage_named, stages_for
 from vitq.recipe import load_recipe
 from vitq.variants import variants_for
 
@@ -68,7 +68,7 @@ def test_stage_names_are_unique_and_every_stage_has_a_module():
 
 
 def test_the_held_out_fields_are_none_for_recipes_without_training(tmp_path):
-    from vitq.build.fingerprint import field_values
+    from vitq.orchestration.fingerprint import field_values
 
     recipe = load_recipe(write_recipe(tmp_path, "x", TINY_TIMM.format(extra="")))
     values = field_values(recipe, stage_named("samples").fields)

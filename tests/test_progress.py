@@ -129,8 +129,8 @@ TINY_TRAINING = "threads: 1\nmodel: {kwargs: {patch_size: 8, embed_dim: 16, dept
 def trained(tmp_path_factory):
     """A tiny digits training (2 epochs) run as the fp32 stage with progress off, as lines and as a bar:
     mode -> (sha256 of fp32.safetensors, what went to stderr)."""
-    from vitq.build.runner import run_stage
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.runner import run_stage
     from vitq.recipe import load_recipe
 
     folder = tmp_path_factory.mktemp("progress-training")
@@ -210,7 +210,7 @@ ERROR = "tiny.yaml: model.name: unknown timm model 'x'"
 
 @pytest.fixture
 def fake_stage(tmp_path, monkeypatch):
-    """vitq.build.actions.run_stage runs this torch-free stand-in for `python -m vitq.build.runner` (a fresh interpreter per
+    """vitq.orchestration.actions.run_stage runs this torch-free stand-in for `python -m vitq.orchestration.runner` (a fresh interpreter per
     stage): progress lines, a warning, then a user error (exit 2)."""
     tiny_recipe(tmp_path)  # a real recipe: the doit side reads it once before the stage runs
     script = tmp_path / "stage.py"
@@ -225,7 +225,7 @@ def fake_stage(tmp_path, monkeypatch):
 
 
 def test_a_stage_error_is_the_one_line_shown_and_progress_went_live_to_doits_stderr(fake_stage, monkeypatch):
-    from vitq.build.actions import run_stage
+    from vitq.orchestration.actions import run_stage
 
     doit_stderr = (fake_stage / "doit-stderr.txt").open("w+", encoding="utf-8")
     monkeypatch.setattr(sys, "stderr", doit_stderr)
@@ -239,8 +239,8 @@ def test_a_stage_error_is_the_one_line_shown_and_progress_went_live_to_doits_std
 
 def test_without_a_file_for_doits_stderr_progress_goes_to_the_pipe_and_the_error_is_still_found(fake_stage,
                                                                                                monkeypatch):
-    from vitq.build.actions import run_stage
-    from vitq.build.stage_process import user_error
+    from vitq.orchestration.actions import run_stage
+    from vitq.orchestration.stage_process import user_error
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # no fileno: doit capturing output
     failed = run_stage("eval", str(fake_stage / "tiny.yaml"), str(fake_stage / "artifacts"))

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from vitq.build.discovery import discover
 from vitq.errors import RecipeError, display_path, one_line
+from vitq.orchestration.discovery import discover
 from vitq.recipe import load_recipe
 
 from conftest import DIGITS, REPO, write_recipe
@@ -199,7 +199,7 @@ def test_a_name_that_is_not_a_plain_word_is_refused(tmp_path):
 
 
 def test_recipe_module_does_not_import_torch():
-    code = "import sys, dodo, vitq.recipe, vitq.build.tasks; sys.exit('torch' in sys.modules)"
+    code = "import sys, dodo, vitq.recipe, vitq.orchestration.tasks; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
@@ -299,3 +299,37 @@ def test_digits_recipe_survives_a_round_trip_through_yaml(tmp_path):
 
     data = yaml.safe_load(DIGITS.read_text())
     assert load_recipe(write_recipe(tmp_path, "copy", yaml.safe_dump(data))).weights.kind == "train"
+
+
+def test_a_child_drops_a_parents_section_with_null_and_refusals_that_null_resolves_say_so(tmp_path):
+    """digits trains and calibrates on its training split; a child on other weights inherits that calibration, and
+    a child with static_int8 or a blocklist it inherits: each refusal names the `null` that resolves it."""
+    write_recipe(tmp_path, "base", DIGITS.read_text().replace("blocklist: []", "blocklist: [REMOVE_DROPOUT]"))
+    hub = "extends: base.yaml\nweights: {random: {seed: 0}}\nsamples: photos\n"
+    with pytest.raises(RecipeError, match=r"calibration: \{split: train\} needs weights: \{train: \.\.\.\}; or give "
+                       r"\{dir: folder\}; drop the parent's with `calibration: null`$"):
+        load_recipe(write_recipe(tmp_path, "child", hub))
+    assert load_recipe(write_recipe(tmp_path, "child2", hub + "calibration: null\n")).calibration is None
+
+    static = "extends: base.yaml\nexecutorch: {quantize: static_int8}\n"
+    write_recipe(tmp_path, "static", static)
+    with pytest.raises(RecipeError, match=r"static_int8 needs calibration images: .*; drop the parent's with "
+                       r"`executorch: \{quantize: null\}`$"):
+        load_recipe(write_recipe(tmp_path, "child3", "extends: static.yaml\ncalibration: null\n"))
+    dropped = load_recipe(write_recipe(tmp_path, "child4", "extends: static.yaml\ncalibration: null\n"
+                                       "executorch: {quantize: null}\n"))
+    assert dropped.pte_candidates == ("dynamic_int8",)
+
+    with pytest.raises(RecipeError, match=r"mobile.blocklist: .*optimize: true; drop the parent's with "
+                       r"`mobile: \{blocklist: null\}`$"):
+        load_recipe(write_recipe(tmp_path, "child5", "extends: base.yaml\nmobile: {optimize: false}\n"))
+    frozen = load_recipe(write_recipe(tmp_path, "child6", "extends: base.yaml\nmobile: {optimize: false, blocklist: null}\n"))
+    assert frozen.mobile.blocklist == [] and not frozen.mobile.optimize
+    assert load_recipe(write_recipe(tmp_path, "child7", "extends: base.yaml\nexecutorch: null\n")).executorch.quantize == "dynamic_int8"
+
+
+def test_a_refusal_about_what_the_recipe_itself_sets_names_no_parent(tmp_path):
+    text = DIGITS.read_text().replace("optimize: true", "optimize: false").replace("blocklist: []", "blocklist: [REMOVE_DROPOUT]")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write_recipe(tmp_path, "own", text))
+    assert "optimize: true" in str(caught.value) and "parent" not in str(caught.value)

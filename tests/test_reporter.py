@@ -1,4 +1,4 @@
-"""vitq.build.reporter on doit's own classes (no doit process): each task the reporter sees finish is in the sqlite
+"""vitq.orchestration.reporter on doit's own classes (no doit process): each task the reporter sees finish is in the sqlite
 file at once, so a build killed before doit writes its database (it does so only on exit) still remembers it;
 the console output is doit's; initialize locks the recipes the selected tasks may write."""
 
@@ -13,8 +13,8 @@ from doit.globals import Globals
 from doit.reporter import ConsoleReporter
 from doit.task import Task
 
-from vitq.build import locks as vitq_locks
-from vitq.build.reporter import CheckpointingReporter, checkpoint
+from vitq.orchestration import locks as vitq_locks
+from vitq.orchestration.reporter import CheckpointingReporter, checkpoint
 
 
 def noop():

@@ -1,4 +1,4 @@
-"""vitq.build.runner called directly: a stage run in this process writes its outputs and one build-log record (seconds,
+"""vitq.orchestration.runner called directly: a stage run in this process writes its outputs and one build-log record (seconds,
 peak memory, start-up when asked), prints the line doit shows, and the command's user errors are exit 2 and one
 line. ``main`` never re-executes the test process here: ``os.execve`` is refused."""
 
@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from vitq.build.pipeline import stage_named
-from vitq.build.runner import main, run_and_report, run_stage
 from vitq.errors import USER_ERROR
 from vitq.layout import ArtifactPaths
 from vitq.model.samples import read_labels
+from vitq.orchestration.pipeline import stage_named
+from vitq.orchestration.runner import main, run_and_report, run_stage
 from vitq.recipe import load_recipe
 
 LOG_KEYS = {"recipe", "stage", "seconds", "peak_rss_mb", "finished"}
@@ -90,12 +90,12 @@ def test_run_and_report_prints_the_line_doit_shows(tiny, capsys):
 def test_main_with_the_wrong_number_of_arguments_prints_usage_and_exits_2(argv, no_exec, capsys):
     assert main(argv) == USER_ERROR == 2
     out, err = capsys.readouterr()
-    assert out == "" and err == "usage: python -m vitq.build.runner STAGE RECIPE_FILE ARTIFACTS_ROOT\n"
+    assert out == "" and err == "usage: python -m vitq.orchestration.runner STAGE RECIPE_FILE ARTIFACTS_ROOT\n"
 
 
 def test_main_with_an_unknown_stage_is_one_line_and_exit_2(no_exec, capsys, tmp_path):
     assert main(["quantise", "tiny.yaml", str(tmp_path / "artifacts")]) == USER_ERROR
-    assert capsys.readouterr().err == "vitq.build.runner: unknown stage 'quantise'\n"
+    assert capsys.readouterr().err == "vitq.orchestration.runner: unknown stage 'quantise'\n"
     assert not (tmp_path / "artifacts").exists()
 
 

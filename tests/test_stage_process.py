@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from vitq.build import stage_process
-from vitq.build.pipeline import stages_for
 from vitq.fileio import sha256_file
+from vitq.orchestration import stage_process
+from vitq.orchestration.pipeline import stages_for
 from vitq.recipe import load_recipe
 
 from helpers_models import tiny_recipe

@@ -1,4 +1,4 @@
-"""Each stage as a plain function on a tiny real timm ViT, run as vitq.build.runner runs it: no doit involved."""
+"""Each stage as a plain function on a tiny real timm ViT, run as vitq.orchestration.runner runs it: no doit involved."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_without_optimize_the_lite_file_is_made_from_int8_and_trace_matches_eage
 
 
 def test_mobile_blocklist_is_passed_to_optimize_for_mobile(tmp_path):
-    from vitq.build.runner import run_stage
+    from vitq.orchestration.runner import run_stage
 
     recipe = tiny_recipe(tmp_path, extra="mobile: {blocklist: [REMOVE_DROPOUT, FUSE_ADD_RELU]}\n")
     paths = build(recipe, tmp_path / "out", ["fp32", "int8"])

@@ -24,12 +24,12 @@ from allpairspy import AllPairs
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from vitq.build.pipeline import stages_for
-from vitq.build.runner import run_stage
 from vitq.errors import RecipeError, VitqError
 from vitq.layout import ArtifactPaths
 from vitq.model import networks
 from vitq.model.runtimes import load_pte
+from vitq.orchestration.pipeline import stages_for
+from vitq.orchestration.runner import run_stage
 from vitq.recipe import (
     MOBILE_PASSES,
     STRATEGIES,

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from vitq.build.pipeline import stage_named
-from vitq.build.stage_process import user_error
-from vitq.build.tasks import recipe_tasks
 from vitq.layout import ArtifactPaths
+from vitq.orchestration.pipeline import stage_named
+from vitq.orchestration.stage_process import user_error
+from vitq.orchestration.tasks import recipe_tasks
 
 from conftest import REPO, copy_checkout, quick_digits, run_doit, tasks_ran, tasks_skipped, write_recipe
 from helpers_models import tiny_recipe
@@ -54,7 +54,7 @@ def test_a_stage_error_of_several_problems_keeps_them_all():
 
 
 def test_loading_dodo_imports_neither_torch_nor_the_benchmark():
-    code = "import sys, dodo, vitq.build.tasks; sys.exit(bool({'torch', 'vitq.bench'} & set(sys.modules)))"
+    code = "import sys, dodo, vitq.orchestration.tasks; sys.exit(bool({'torch', 'vitq.bench'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 

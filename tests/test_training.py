@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vitq.build.runner import run_stage
 from vitq.errors import RecipeError, display_path
 from vitq.layout import ArtifactPaths
 from vitq.model import networks
@@ -16,6 +15,7 @@ from vitq.model.preprocess import load_batch
 from vitq.model.samples import read_labels
 from vitq.model.torch_setup import configure_torch
 from vitq.model.training import _to_tensor, train
+from vitq.orchestration.runner import run_stage
 from vitq.recipe import load_recipe
 
 from conftest import write_recipe

@@ -46,7 +46,7 @@ def test_every_runtime_has_a_loader():
 
 
 def test_every_shipped_variant_is_written_by_the_stage_of_the_same_name():
-    from vitq.build.pipeline import stage_named
+    from vitq.orchestration.pipeline import stage_named
 
     for v in VARIANTS:
         if v.file:
@@ -106,6 +106,6 @@ def test_stage_modules_are_imported_only_by_the_runner():
     proc = subprocess.run(["grep", "-rln", "vitq.stages", "vitq", "--include=*.py"], cwd=REPO,
                           capture_output=True, text=True)
     importers = {Path(p).as_posix() for p in proc.stdout.split()} - {"vitq/stages/__init__.py"}
-    assert importers <= {"vitq/build/runner.py", "vitq/build/pipeline.py"}, importers  # pipeline names them, runner imports
-    code = "import sys, vitq.build.runner; sys.exit(any(m.startswith('vitq.stages.') for m in sys.modules))"
+    assert importers <= {"vitq/orchestration/runner.py", "vitq/orchestration/pipeline.py"}, importers  # pipeline names them, runner imports
+    code = "import sys, vitq.orchestration.runner; sys.exit(any(m.startswith('vitq.stages.') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

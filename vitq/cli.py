@@ -1,14 +1,7 @@
 """The ``vitq`` command: one error boundary, one line per problem, meaningful exit codes.
 
-    vitq verify MANIFEST|BUILD_DIR|RELEASE.tar.gz [--json] [--no-rerun]   0 intact, 1 problems, 2 bad input
-    vitq verify --arch arm64 TARGET [--cpu A,B] [--limit N] [--runtime executorch==1.5.1]   the same exit codes
-    vitq release BUILD_DIR [--out DIR] [--json]  0 packed, 2 not releasable / bad input
-    vitq predict ARTIFACT IMAGE...               top-5 class names per image, from any variant
-    vitq report RECIPE_OR_BUILD_DIR              report.md plus what each build stage cost (time, memory)
-    vitq diff A B                                what differs between two builds and from which stage; 0 same, 1 not
-    vitq cache status RECIPE                     per stage, would a build hit or miss the shared cache (VITQ_CACHE)
-    vitq new MODEL [-o PATH]                     a recipe for a timm model or transformers hub id/folder, with its
-                                                 own preprocessing (default recipes/<name>.yaml; never overwrites)
+``build_parser`` is the whole command line (its help is what users read, and docs/gen_pages.py renders the manual's
+command page from it), importable without torch; each handler imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -23,49 +16,105 @@ from vitq.errors import VitqError, exit_code, run_command
 
 OK, PROBLEMS = 0, 1
 
+DESCRIPTION = """\
+vitq builds Vision Transformers for phones from YAML recipes: dynamic int8
+TorchScript (.ptl), ONNX and ExecuTorch (.pte) files, checked against the float
+model, with a manifest and a reproducible release. Builds run through doit
+(`make build`, or `.venv/bin/doit build:digits` for recipes/digits.yaml);
+this command checks, packs, compares and uses what they made.
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ notices are not for users
-    parser = argparse.ArgumentParser(prog="vitq", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify", help="re-hash, reload and re-run a build or release against its manifest")
+Exit codes: 0 success, 1 problems found (verify, diff), 2 bad input (one line
+on stderr)."""
+# One example per command, shown under its --help and in the manual (docs/cli.md).
+EXAMPLES = {
+    "verify": "vitq verify artifacts/releases/digits-1.0.0.tar.gz",
+    "release": "vitq release artifacts/digits",
+    "predict": "vitq predict artifacts/digits/int8.ptl photo.jpg",
+    "report": "vitq report digits",
+    "diff": "vitq diff digits-1.0.0.tar.gz artifacts/releases/digits-1.0.0.tar.gz",
+    "cache status": "VITQ_CACHE=s3://bucket/vitq-cache vitq cache status digits",
+    "new": "vitq new mobilevit_s",
+}
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str,
+             example_key: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does and shows one example."""
+    example = EXAMPLES[example_key or name]
+    return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+                               epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The vitq command line: every subcommand, its arguments and its help."""
+    parser = argparse.ArgumentParser(
+        prog="vitq", description=DESCRIPTION, epilog="example:\n  vitq verify artifacts/digits\n\nRun `vitq COMMAND --help` for one command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    verify = _command(commands, "verify", "check a build or a release against its manifest",
+                      "Re-hashes every file, reloads every model and re-runs it on the sample images, comparing with\n"
+                      "what the manifest recorded; a release tarball is unpacked into a temporary folder first. With\n"
+                      "--arch arm64 it runs the shipped mobile files in the aarch64 runtimes under emulated ARM CPUs.\n"
+                      "Exit 0 intact, 1 problems (one line each), 2 bad input.")
     verify.add_argument("manifest", type=Path, help="manifest.json, a build folder, or a release .tar.gz as downloaded")
     verify.add_argument("--json", action="store_true", help="print a JSON result for CI")
     verify.add_argument("--no-rerun", action="store_true", help="only check files and hashes")
     verify.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64",
                         help="arm64: run every shipped mobile file in the aarch64 builds of its runtimes, emulated as "
                         "one ARM CPU per XNNPACK kernel family; writes arm64.json and a section of report.md")
-    verify.add_argument("--cpu", type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+    verify.add_argument("--cpu", metavar="A,B", type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
                         help="with --arch arm64: emulated CPU models, comma-separated (default: "
                         "cortex-a53,cortex-a76,neoverse-v1,max)")
-    verify.add_argument("--limit", type=int, help="with --arch arm64: only the first N sample images")
-    verify.add_argument("--runtime", action="append", default=[],
+    verify.add_argument("--limit", metavar="N", type=int, help="with --arch arm64: only the first N sample images")
+    verify.add_argument("--runtime", metavar="PKG==VERSION", action="append", default=[],
                         help="with --arch arm64: also run the .pte in this ExecuTorch release and its torch, on x86-64 "
                         "and arm64, e.g. executorch==1.5.1 (repeatable)")
-    verify.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    verify.add_argument("--jobs", metavar="N", type=int, default=os.cpu_count() or 1,
                         help="with --arch arm64: emulated runs at a time (each one core; default: the CPU count)")
-    release = commands.add_parser("release", help="pack a passing build into a deterministic .tar.gz")
+    release = _command(commands, "release", "pack a passing build into a reproducible .tar.gz",
+                       "Writes <recipe>-<version>.tar.gz with the shipped files, manifest, report, SHA256SUMS and an\n"
+                       "in-toto provenance statement; the same build gives the same bytes. What `doit release:<recipe>`\n"
+                       "runs. Exit 0 packed, 2 not releasable (a failed gate) or bad input.")
     release.add_argument("build_dir", type=Path, help="the recipe's artifact folder, e.g. artifacts/digits")
     release.add_argument("--out", type=Path, help="where to write it (default: <artifacts root>/releases)")
     release.add_argument("--json", action="store_true", help="print a JSON result for CI")
-    predict = commands.add_parser("predict", help="top-5 classes for images with any built variant")
-    predict.add_argument("artifact", type=Path, help="any model file of a build (the variant table, vitq/variants.py, lists them)")
-    predict.add_argument("images", type=Path, nargs="+")
-    predict.add_argument("--top", type=int, default=5)
-    report = commands.add_parser("report", help="the build's report.md and each stage's seconds and peak memory")
-    report.add_argument("build", help="a recipe name (under VITQ_ARTIFACTS) or its artifact folder")
-    diff = commands.add_parser("diff", help="what differs between two builds, and from which stage each difference starts")
+    predict = _command(commands, "predict", "top-5 classes for images with any built model file",
+                       "Loads the file in its own runtime (torch, lite interpreter, onnxruntime or ExecuTorch),\n"
+                       "preprocesses each image as the recipe says and prints the best classes with their names.")
+    predict.add_argument("artifact", type=Path,
+                         help="any model file of a build: .safetensors, .pt, .ptl, .onnx or .pte")
+    predict.add_argument("images", type=Path, nargs="+", help="image files (any format Pillow reads)")
+    predict.add_argument("--top", metavar="N", type=int, default=5, help="how many classes per image (default: 5)")
+    report = _command(commands, "report", "a build's report.md and what each stage cost",
+                      "Prints report.md, then each stage's seconds of work, start-up seconds and peak memory from the\n"
+                      "build log (the latest run of each stage).")
+    report.add_argument("build", help="a recipe name (its folder under VITQ_ARTIFACTS) or an artifact folder")
+    diff = _command(commands, "diff", "what differs between two builds, and from which stage",
+                    "Compares two manifests: recipe fields, tool versions, sample sets and files, each difference\n"
+                    "with the stage it starts from. Exit 0 the same build, 1 different.")
     diff.add_argument("a", type=Path, help="manifest.json, build folder or release .tar.gz")
     diff.add_argument("b", type=Path, help="the same for the other build")
-    cache = commands.add_parser("cache", help="the shared build cache named by VITQ_CACHE")
-    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
-    cache_status = cache_commands.add_parser("status", help="per stage, whether a build would hit or miss the cache "
-                                             "(builds nothing)")
+    cache = commands.add_parser("cache", help="the shared build cache named by VITQ_CACHE",
+                                description="The shared build cache named by VITQ_CACHE.",
+                                epilog=f"example:\n  {EXAMPLES['cache status']}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="COMMAND")
+    cache_status = _command(cache_commands, "status", "whether each stage of a build would hit or miss the cache",
+                            "Computes each stage's action key from the recipe and the files already built and asks\n"
+                            "the cache (VITQ_CACHE, VITQ_CACHE_MODE) for it. Builds nothing.", "cache status")
     cache_status.add_argument("recipe", help="a recipe name (recipes/ or VITQ_RECIPES) or its YAML file")
-    new = commands.add_parser("new", help="write a recipe for a model, with the preprocessing of its pretrained config")
+    new = _command(commands, "new", "write a recipe for a timm or transformers model",
+                   "The recipe has the preprocessing the model's weights were trained with (timm's pretrained_cfg,\n"
+                   "or the transformers image processor's config), hub weights and the sample photos, and\n"
+                   "validates as written. Never overwrites a file.")
     new.add_argument("model", help="a timm model name, or a transformers hub id (owner/name) or local folder")
     new.add_argument("-o", "--output", type=Path, help="the recipe file to write (default: recipes/<name>.yaml)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ notices are not for users
+    args = build_parser().parse_args(argv)
     handler = {"verify": _verify, "release": _release, "predict": _predict, "report": _report, "diff": _diff,
                "cache": _cache_status, "new": _new}[args.command]
     return run_command(lambda: handler(args), prefix="vitq: ")
@@ -152,9 +201,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from vitq.build.costs import format_costs
-    from vitq.build.discovery import artifacts_root
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.costs import format_costs
+    from vitq.orchestration.discovery import artifacts_root
 
     folder = Path(args.build)
     paths = ArtifactPaths(folder if folder.is_dir() else ArtifactPaths.for_recipe(artifacts_root(), args.build).root)
@@ -177,9 +226,9 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _cache_status(args: argparse.Namespace) -> int:
-    from vitq.build.cache import URL_VAR, Store, settings, status
-    from vitq.build.discovery import artifacts_root, discover
     from vitq.layout import ArtifactPaths
+    from vitq.orchestration.cache import URL_VAR, Store, settings, status
+    from vitq.orchestration.discovery import artifacts_root, discover
     from vitq.recipe import load_recipe
 
     config = settings()
@@ -202,10 +251,10 @@ def _cache_status(args: argparse.Namespace) -> int:
 def _new(args: argparse.Namespace) -> int:
     import re
 
-    from vitq.build.discovery import PROJECT_ROOT
     from vitq.errors import InputError
     from vitq.fileio import write_text
     from vitq.model.model_recipe import recipe_text
+    from vitq.orchestration.discovery import PROJECT_ROOT
     from vitq.recipe import load_recipe
 
     name = re.sub(r"[^A-Za-z0-9_-]", "_", Path(args.model.rstrip("/")).name)

@@ -5,7 +5,7 @@ the memory alignment of its operands, oneDNN its JIT kernels by the CPU (and blo
 training on an AVX-512 host gives other weights than on an AVX2 one, and a model whose weights are
 memory-mapped computes other last bits than the same model in freshly allocated memory. The libraries read the
 variables below once, when torch loads: a pinned stage runs in an interpreter started with them
-(``vitq.build.stage_process`` starts one; ``python -m vitq.build.runner`` re-executes itself with them), while every other
+(``vitq.orchestration.stage_process`` starts one; ``python -m vitq.orchestration.runner`` re-executes itself with them), while every other
 stage keeps the fast kernels of the warm stage server.
 
 The level, chosen by measurement (README, "Same bytes in any place"): AVX2 for ATen (the same compiled kernels

@@ -4,16 +4,16 @@ elsewhere, nothing when switched off.
 Why: the digits training is ~45 s and a deit_base evaluation minutes of silence. Why stderr: stdout carries each
 stage's one summary line (the build cache keeps it). Why plain lines off a terminal: a bar's carriage returns make
 CI logs and doit's captured output unreadable, so there it is one line at most every ``INTERVAL`` seconds, plus a
-final one. Why a prefix: every line starts with ``recipe:stage`` (set once per stage process by vitq.build.runner through
+final one. Why a prefix: every line starts with ``recipe:stage`` (set once per stage process by vitq.orchestration.runner through
 ``stage()``), so the output of several builds at once stays readable.
 
-Where it goes: the file descriptor in ``VITQ_PROGRESS_FD`` (vitq.build.actions passes doit's own stderr there, because a
+Where it goes: the file descriptor in ``VITQ_PROGRESS_FD`` (vitq.orchestration.actions passes doit's own stderr there, because a
 stage's stderr is a pipe read for its one-line error: progress must be seen live, and must not be mistaken for
 that error), else ``sys.stderr``. Mode: ``VITQ_PROGRESS`` = ``bar``, ``lines`` or ``off``; unset, a bar when that
 stream is a terminal, else lines.
 
 Progress only reads what the work computes (a loss, a count), so artifacts are byte-identical with it on or off.
-Torch-free: vitq.build.stage_process imports it inside doit.
+Torch-free: vitq.orchestration.stage_process imports it inside doit.
 """
 
 from __future__ import annotations

@@ -52,42 +52,78 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, value: Any) -> Any:
+        """``field: null`` for a field with a default is that default: how a child recipe drops what its parent set
+        (``executorch: null``, ``mobile: {blocklist: null}``; ``calibration: null`` is no calibration)."""
+        if not isinstance(value, dict):
+            return value
+        fields = cls.model_fields
+        return {k: v for k, v in value.items()
+                if not (v is None and k in fields and not fields[k].is_required() and fields[k].default is not None)}
+
+
+def _drop_hint(info: ValidationInfo, section: str, key: str | None = None) -> str:
+    """What a child recipe writes to drop a section (or key) it inherited and that the refusal is about."""
+    dotted = f"{section}.{key}" if key else section
+    if dotted not in ((info.context or {}).get("inherited") or ()):
+        return ""
+    return f"; drop the parent's with `{section}: {{{key}: null}}`" if key else f"; drop the parent's with `{section}: null`"
 
 
 class ModelSpec(_Section):
     """Which network: a timm name plus create_model kwargs, or a transformers id plus config overrides."""
 
     source: Literal["timm", "transformers"]
+    """Which library builds the network: timm's create_model or transformers' AutoModelForImageClassification."""
     name: Annotated[str, Field(min_length=1)]
+    """A timm model name; for transformers a hub id, a local folder, or a model class such as ViTForImageClassification (built from its default config plus kwargs)."""
     kwargs: dict[str, Any] = {}
+    """timm create_model keyword arguments, or transformers config overrides (e.g. num_classes, img_size)."""
 
 
 class TrainSpec(_Section):
     """Train the model inside the build on a data set a package ships (deterministic, CPU)."""
 
     dataset: Literal["digits"]
+    """The data set to train on: scikit-learn's bundled 8x8 digits, upscaled to the model's input."""
     holdout: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    """The share of images never trained on; they become the sample set (samples: held_out)."""
     seed: int = 0
+    """Seed of the held-out split, the batch order and the shifts."""
     epochs: PositiveInt = 30
+    """Passes over the training split."""
     batch_size: PositiveInt = 64
+    """Images per optimizer step."""
     lr: Annotated[float, Field(gt=0.0)] = 2e-3
+    """AdamW learning rate."""
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.05
+    """AdamW weight decay."""
     label_smoothing: Fraction = 0.1
+    """Cross-entropy label smoothing."""
     shift: Annotated[int, Field(ge=0)] = 2
+    """Random shift augmentation, in pixels."""
 
 
 class RandomSpec(_Section):
     seed: int = 0
+    """Seed of the random initialization."""
 
 
 class Weights(_Section):
     """Exactly one source: ``hub``, ``{file: path}``, ``{train: {...}}`` or ``{random: {seed: N}}``."""
 
     hub: Literal[True] | None = None
+    """The pretrained weights from the Hugging Face hub (or HF_HOME's cache); written `weights: hub`."""
     file: str | None = None
+    """Your weights: a .safetensors or .pth file, relative to the recipe that sets it."""
     train: TrainSpec | None = None
+    """Train the model inside the build (see weights.train)."""
     random: RandomSpec | None = None
+    """Random weights with a seed: builds every format offline; accuracy gates are then not applicable."""
 
     @model_validator(mode="before")
     @classmethod
@@ -119,11 +155,17 @@ class Preprocess(_Section):
     """
 
     resize: PositiveInt
+    """Resize target in pixels: the shorter side, or both sides with resize_mode: exact."""
     resize_mode: Literal["shorter", "exact"] = "shorter"
+    """shorter: keep the aspect ratio; exact: resize both sides (what transformers' ViTImageProcessor does)."""
     crop: PositiveInt
+    """Center crop in pixels: the model's input size; at most resize."""
     interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"] = "bicubic"
+    """Pillow's resampling filter for the resize."""
     mean: Annotated[list[float], Field(min_length=3, max_length=3)]
+    """Per-channel mean subtracted after scaling pixels to [0, 1] (RGB)."""
     std: Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=3, max_length=3)]
+    """Per-channel standard deviation divided by (RGB)."""
 
     @model_validator(mode="after")
     def _crop_fits(self) -> Preprocess:
@@ -134,8 +176,11 @@ class Preprocess(_Section):
 
 class Quantize(_Section):
     dtype: Literal[DTYPES] = "qint8"  # type: ignore[valid-type]
+    """Weight type of the dynamic quantization of the TorchScript chain; float16 needs engine x86 or fbgemm."""
     modules: Annotated[list[Literal[QUANTIZED_MODULES]], Field(min_length=1)] = ["Linear"]  # type: ignore[valid-type]
+    """Module types quantize_dynamic replaces."""
     engine: Literal[ENGINES] = "qnnpack"  # type: ignore[valid-type]
+    """torch's quantized engine: qnnpack for ARM phones, x86 or fbgemm for servers."""
 
     @model_validator(mode="after")
     def _engine_supports_dtype(self) -> Quantize:
@@ -145,44 +190,49 @@ class Quantize(_Section):
 
 
 class Export(_Section):
-    # auto: torch.jit.script, and where scripting (or saving the scripted module) fails, torch.jit.trace checked
-    # against eager; the int8 stage's record and the manifest say which was used
     method: Literal["auto", "script", "trace"] = "auto"
+    """How the TorchScript chain captures the model: torch.jit.script; torch.jit.trace on a sample input; or auto,
+    script and where scripting (or saving the scripted module) fails, trace checked against eager (the manifest
+    records which was used)."""
     opset: Annotated[int, Field(ge=17, le=23)] = 18
+    """ONNX opset of the ONNX export."""
 
 
 class Mobile(_Section):
     """The PyTorch Mobile chain (int8.pt -> int8.optimized.pt -> int8.ptl): on or off, ``optimize_for_mobile`` and
     the passes it should skip; without optimize the lite file is only frozen."""
 
-    enabled: bool = True  # false: no TorchScript files at all (for a model TorchScript cannot take)
+    enabled: bool = True
+    """The TorchScript chain (int8.pt, int8.optimized.pt, int8.ptl); false for a model TorchScript cannot take (the .pte is then the mobile file)."""
     optimize: bool = True
+    """Run optimize_for_mobile (int8.optimized.pt); false: the .ptl is made from int8.pt after torch.jit.freeze only."""
     blocklist: list[MobilePass] = []
+    """MobileOptimizerType passes optimize_for_mobile skips (only with optimize: true)."""
 
     @field_validator("blocklist")
     @classmethod
     def _needs_optimize(cls, blocklist: list[str], info: ValidationInfo) -> list[str]:
         if blocklist and info.data.get("optimize") is False:
             raise ValueError("names optimize_for_mobile passes to skip, but optimize is false; remove it or set "
-                             "optimize: true")
+                             f"optimize: true{_drop_hint(info, 'mobile', 'blocklist')}")
         return blocklist
 
 
 class ExecuTorch(_Section):
     """The ExecuTorch program (.pte, XNNPACK backend), the successor of the PyTorch Mobile .ptl.
 
-    ``quantize`` is one strategy or a list of candidates in order of preference (``auto``: AUTO): each candidate is
+    ``quantize`` is one strategy or a list of candidates in order of preference (``auto``: 8da4w, dynamic_int8, static_int8 where calibration is
+    declared, none): each candidate is
     built and evaluated, and the first that passes the gates ships."""
 
     enabled: bool = True
-    # dynamic_int8: int8 weights per channel, activations per token at run time; 8da4w: 4-bit weights in groups of
-    # group_size input channels (8-bit dynamic activations); static_int8: int8 activations with ranges calibrated on
-    # the calibration images; none: a float program
-    quantize: str | list[str] = "dynamic_int8"
-    group_size: Annotated[int, Field(ge=32, multiple_of=32)] = 32  # XNNPACK's int4 groups: a multiple of 32
-    # mixed precision: a candidate that disagrees with fp32 on the calibration images is rebuilt with its most
-    # sensitive layers left in float, up to this many (needs calibration; 0: never)
+    """Build the ExecuTorch program (.pte, XNNPACK backend)."""
+    quantize: str | list[str] = Field("dynamic_int8", json_schema_extra={"values": [*STRATEGIES, "auto"]})
+    """A strategy, a list of candidates in order of preference (the first that passes the gates ships), or auto. dynamic_int8: int8 weights per channel, activations per token at run time; 8da4w: 4-bit weights in groups of group_size input channels, 8-bit dynamic activations; static_int8: int8 activations with ranges calibrated on the calibration images; none: a float program."""
+    group_size: Annotated[int, Field(ge=32, multiple_of=32)] = 32
+    """Input channels per group of 8da4w's 4-bit weights: a multiple of 32, as XNNPACK requires."""
     max_float_layers: Annotated[int, Field(ge=0)] = 4
+    """Mixed precision: a candidate that disagrees with fp32 on the calibration images is rebuilt with its most sensitive layers in float, up to this many (needs calibration; 0: never)."""
 
     @field_validator("quantize")
     @classmethod
@@ -212,8 +262,11 @@ class Calibration(_Section):
     ``{dir: folder, count: N}``, the first N images of a folder by name. Never the evaluation samples."""
 
     split: Literal["train"] | None = None
+    """train: the first count images of weights.train's training split (never the held-out samples)."""
     dir: str | None = None
+    """A folder: its first count images by name, relative to the recipe; refused when one is a sample image."""
     count: PositiveInt = 32
+    """How many calibration images."""
 
     @model_validator(mode="after")
     def _one_source(self) -> Calibration:
@@ -226,8 +279,11 @@ class Samples(_Section):
     """Sample images with labels: the training set's held-out split, scikit-image's photos, or your folder."""
 
     builtin: Literal["held_out", "photos"] | None = None
+    """held_out: the training set's held-out split; photos: scikit-image's bundled photographs (ImageNet-1k labels). Written `samples: held_out`."""
     dir: str | None = None
+    """A folder of your images, relative to the recipe (with labels)."""
     labels: str | None = None
+    """Their labels: CSV with a header file,label (indices separated by spaces when several are right) or YAML {file: index or [indices]}."""
 
     @model_validator(mode="before")
     @classmethod
@@ -247,38 +303,58 @@ class Checks(_Section):
     """Gates a build must pass. Accuracy figures are fractions (0.01 = one point)."""
 
     onnx_atol: Annotated[float, Field(gt=0.0)] = 1e-4
+    """Largest |logit difference| allowed between the fp32 ONNX file and torch fp32 (same top-1 too)."""
     min_agreement: Fraction = 0.98
+    """Share of samples on which every quantized variant's top-1 must equal fp32's."""
     max_accuracy_drop: Fraction = 0.01
-    # graph nodes of the .pte left on ExecuTorch's portable kernels (outside XNNPACK): each is a slow island
+    """Top-1 accuracy a quantized variant may lose against fp32 (0.01: one point)."""
     max_portable_nodes: Annotated[int, Field(ge=0)] = 5
+    """Graph nodes of the .pte allowed on ExecuTorch's portable kernels, outside XNNPACK (each is a slow island)."""
 
 
 class Recipe(_Section):
     name: str
-    source: str  # the recipe file, absolute; set by the loader, not by YAML
+    """The recipe file's name; set by the loader."""
+    source: str
+    """The recipe file, absolute; set by the loader."""
     version: Annotated[str, Field(min_length=1)] = "0.0.0"
+    """Release version: the tarball is <recipe>-<version>.tar.gz."""
     description: str = ""
+    """One line for people; kept in the manifest with the resolved recipe."""
     threads: PositiveInt = 2
+    """torch threads in every stage, fixed whatever doit's -n, so the bytes never depend on it."""
     model: ModelSpec
+    """Which network."""
     weights: Weights
+    """Where the weights come from: exactly one of hub, file, train, random."""
     preprocess: Preprocess
+    """How an image becomes the model's input."""
     quantize: Quantize = Quantize()
+    """The dynamic quantization of the TorchScript chain."""
     export: Export = Export()
+    """TorchScript capture and ONNX export."""
     mobile: Mobile = Mobile()
+    """The PyTorch Mobile chain (.ptl)."""
     executorch: ExecuTorch = ExecuTorch()
+    """The ExecuTorch program (.pte)."""
     calibration: Calibration | None = None
+    """Calibration images for static_int8 and mixed precision; optional (never the samples)."""
     samples: Samples
+    """The labelled images every variant is checked on."""
     checks: Checks = Checks()
+    """The gates a build must pass."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> Recipe:
+    def _consistent(self, info: ValidationInfo) -> Recipe:
         if self.samples.builtin == "held_out" and self.weights.train is None:
             raise ValueError("samples: 'held_out' needs weights: {train: ...}")
         if self.calibration is not None and self.calibration.split and self.weights.train is None:
-            raise ValueError("calibration: {split: train} needs weights: {train: ...}; or give {dir: folder}")
+            raise ValueError("calibration: {split: train} needs weights: {train: ...}; or give {dir: folder}"
+                             + _drop_hint(info, "calibration"))
         if self.executorch.enabled and "static_int8" in self.pte_candidates and self.calibration is None:
             raise ValueError("executorch.quantize: static_int8 needs calibration images: add calibration: "
-                             "{split: train} (a recipe that trains) or {dir: folder}")
+                             "{split: train} (a recipe that trains) or {dir: folder}"
+                             + _drop_hint(info, "executorch", "quantize"))
         return self
 
     @property
@@ -332,15 +408,22 @@ def load_recipe(path: Path | str) -> Recipe:
     if not NAME_PATTERN.match(name):
         raise RecipeError(path, "name", f"recipe name {name!r} must match {NAME_PATTERN.pattern}")
     data = _load_merged(path, ())
+    own = _read_yaml(path)  # what this file sets itself: the rest a parent set (refusals say how to drop it)
+    inherited = _dotted(data) - _dotted(own) if "extends" in own else set()
     # name and source lead the schema, so their problems come first, as pydantic would order them.
     problems = [(key, "is set from the file name; remove it") for key in ("name", "source") if key in data]
     try:
-        recipe = Recipe.model_validate({**data, "name": name, "source": str(path)})
+        recipe = Recipe.model_validate({**data, "name": name, "source": str(path)}, context={"inherited": inherited})
     except ValidationError as exc:
         problems += _problems(exc)
     if problems:
         raise RecipeError.many(path, problems)
     return recipe
+
+
+def _dotted(data: dict[str, Any]) -> set[str]:
+    """The sections and section.key names a recipe's data sets (what a child can inherit)."""
+    return set(data) | {f"{s}.{k}" for s, v in data.items() if isinstance(v, dict) for k in v}
 
 
 def _load_merged(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 release, verify, predict) derives what it does from these rows. Torch-free, cheap to import.
 
 Adding a variant is one row here, the stage that writes its file (a module ``<id>.py`` in the stages package
-plus its entry in ``vitq.build.pipeline``), and, for a new kind of file, a loader in ``vitq.model.runtimes``.
+plus its entry in ``vitq.orchestration.pipeline``), and, for a new kind of file, a loader in ``vitq.model.runtimes``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,6 @@ in-memory int8 eager variant is measured once per quantized engine of this torch
     chart.py      chart(report, out): latency and size panels (PNG)
     __main__.py   the command line: arguments, atomic writes, the one summary line
 
-Nothing here is imported by doit (``vitq.build.actions`` runs ``python -m vitq.bench`` in a child process), and this
+Nothing here is imported by doit (``vitq.orchestration.actions`` runs ``python -m vitq.bench`` in a child process), and this
 file imports nothing: torch is loaded only when measuring.
 """

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vitq.build.pipeline import model_files
 from vitq.errors import VitqError
 from vitq.layout import ArtifactPaths, failed_candidates
+from vitq.orchestration.pipeline import model_files
 from vitq.recipe import ENGINES, Recipe
 from vitq.variants import CROSS_CHECK, REFERENCE, Variant, loaded_from, mobile_variant, variants_for
 

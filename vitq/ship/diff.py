@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vitq.build.pipeline import Stage, stages_for
 from vitq.check import manifest as mf
+from vitq.orchestration.pipeline import Stage, stages_for
 from vitq.recipe import Recipe
 
 

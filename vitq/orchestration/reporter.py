@@ -21,10 +21,10 @@ class CheckpointingReporter(ConsoleReporter):
 
     def initialize(self, tasks, selected_tasks) -> None:
         """In the doit process, before ``doit -n N`` forks its workers: lock the recipes this run may write,
-        so every worker holds the locks (vitq.build.locks.lock_selected_recipes)."""
+        so every worker holds the locks (vitq.orchestration.locks.lock_selected_recipes)."""
         super().initialize(tasks, selected_tasks)
-        from vitq.build.discovery import artifacts_root
-        from vitq.build.locks import lock_selected_recipes
+        from vitq.orchestration.discovery import artifacts_root
+        from vitq.orchestration.locks import lock_selected_recipes
 
         lock_selected_recipes(tasks, selected_tasks, artifacts_root())
 

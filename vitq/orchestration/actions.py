@@ -9,11 +9,11 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from vitq.build import stage_process
-from vitq.build.cache import stage_cache
-from vitq.build.locks import hold_build_lock
-from vitq.build.stage_process import die_with_parent
 from vitq.errors import INTERRUPTED_EXIT, USER_ERROR, VitqError
+from vitq.orchestration import stage_process
+from vitq.orchestration.cache import stage_cache
+from vitq.orchestration.locks import hold_build_lock
+from vitq.orchestration.stage_process import die_with_parent
 from vitq.recipe import load_recipe
 
 
@@ -34,8 +34,8 @@ def run_bench(recipe_file: str, artifacts_root: str, repeats: int | None, warmup
 
 
 def run_stage(stage: str, recipe_file: str, artifacts_root: str) -> bool | TaskFailed:
-    """doit action: run the stage in a process of its own (vitq.build.stage_process), unless the shared cache
-    (VITQ_CACHE, vitq.build.cache) has its outputs; a stage that ran offers them to the cache."""
+    """doit action: run the stage in a process of its own (vitq.orchestration.stage_process), unless the shared cache
+    (VITQ_CACHE, vitq.orchestration.cache) has its outputs; a stage that ran offers them to the cache."""
     try:
         hold_build_lock(Path(artifacts_root), Path(recipe_file).stem)
         recipe = load_recipe(recipe_file)  # once for this stage run: the cache and a forked stage take it as is

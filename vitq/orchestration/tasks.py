@@ -12,13 +12,13 @@ from doit.action import CmdAction
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from vitq.build.actions import run_bench, run_stage
-from vitq.build.discovery import discover
-from vitq.build.fingerprint import stage_fingerprint
-from vitq.build.pipeline import STAGES, model_files, stages_for
 from vitq.errors import VitqError
 from vitq.fileio import canonical
 from vitq.layout import ArtifactPaths
+from vitq.orchestration.actions import run_bench, run_stage
+from vitq.orchestration.discovery import discover
+from vitq.orchestration.fingerprint import stage_fingerprint
+from vitq.orchestration.pipeline import STAGES, model_files, stages_for
 from vitq.recipe import Recipe, load_recipe
 
 

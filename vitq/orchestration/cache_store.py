@@ -1,4 +1,4 @@
-"""Records and blobs of the shared build cache under one fsspec URL (vitq.build.cache says what they mean).
+"""Records and blobs of the shared build cache under one fsspec URL (vitq.orchestration.cache says what they mean).
 
 Nothing is ever overwritten: blobs go up before their record; on S3 each write is a conditional PUT
 (``If-None-Match: *``), elsewhere a temporary key moved into place only while the key is still free, so a

@@ -18,7 +18,7 @@ from vitq.check.versions import tool_versions
 from vitq.recipe import Recipe
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # vitq/
-# Every stage runs through these (vitq.build.runner sets torch up before the stage module runs).
+# Every stage runs through these (vitq.orchestration.runner sets torch up before the stage module runs).
 ALWAYS = ("vitq.model.torch_setup",)
 NUMERICS = "vitq.numerics"  # what pinned stages run under
 

@@ -6,11 +6,11 @@ importing torch, timm and onnx before any work; the server (``multiprocessing``'
 process) pays that once, and every stage starts from it in milliseconds.
 
 The server starts with ``PYTHONHASHSEED`` fixed (saved TorchScript depends on it) and only imports
-(``vitq.build.stage_preload``): no torch op runs there, so no thread pool exists when it forks. A stage writes to
+(``vitq.orchestration.stage_preload``): no torch op runs there, so no thread pool exists when it forks. A stage writes to
 doit's own stdout and stderr (progress bars, warnings, a crash's traceback, live) and sends its result back
 over a pipe: the summary, or its one-line error. If doit dies (even by SIGKILL), the stage sees its
 lifeline pipe close and kills itself; the server exits when no stage is left. ``VITQ_STAGE_PROCESS=fresh``
-starts a new interpreter per stage instead (``python -m vitq.build.runner``).
+starts a new interpreter per stage instead (``python -m vitq.orchestration.runner``).
 
 A pinned stage (training, evaluation: ``vitq.numerics``) always gets a fresh interpreter, started with the
 pinned CPU-capability and math-library settings: torch reads them when it loads, and the server has loaded it.
@@ -35,15 +35,15 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from vitq.build.pipeline import stage_named
-from vitq.build.runner import HASH_SEED, RESULT_FD_VAR, StageRun, run_stage, stage_environ
 from vitq.errors import USER_ERROR, VitqError, guarded
 from vitq.layout import ArtifactPaths
+from vitq.orchestration.pipeline import stage_named
+from vitq.orchestration.runner import HASH_SEED, RESULT_FD_VAR, StageRun, run_stage, stage_environ
 from vitq.progress import FD_VAR as PROGRESS_FD_VAR
 from vitq.recipe import Recipe
 
 MODE_VAR = "VITQ_STAGE_PROCESS"
-PRELOAD = ["vitq.build.stage_preload"]
+PRELOAD = ["vitq.orchestration.stage_preload"]
 PROBLEMS_HEADER = re.compile(r": (\d+) problems$")
 
 _context: multiprocessing.context.BaseContext | None = None
@@ -173,12 +173,12 @@ class _Tee(io.TextIOBase):
 def _run_fresh(stage: str, recipe_file: str, artifacts_root: str, keep_stdout: bool) -> StageResult:
     """A new interpreter per stage: its stderr is read when it ends, for its one-line error."""
     env = stage_environ(stage, os.environ)
-    result_in, result_out = os.pipe()  # the stage's result as JSON (vitq.build.runner), read when it ends
+    result_in, result_out = os.pipe()  # the stage's result as JSON (vitq.orchestration.runner), read when it ends
     env[RESULT_FD_VAR] = str(result_out)
     try:
         with progress_to_stderr(env) as progress_fds:
             proc = subprocess.run(
-                [sys.executable, "-m", "vitq.build.runner", stage, recipe_file, artifacts_root],
+                [sys.executable, "-m", "vitq.orchestration.runner", stage, recipe_file, artifacts_root],
                 env=env, stdout=subprocess.PIPE if keep_stdout else None, stderr=subprocess.PIPE, text=True,
                 preexec_fn=die_with_parent, pass_fds=(*progress_fds, result_out),
             )

@@ -1,7 +1,7 @@
 """The build as data: which stages a recipe has, the files each reads and writes, the recipe fields and
 tools that shape its output.
 
-``vitq.build.tasks`` turns this into doit tasks, ``vitq.build.runner`` runs one stage with exactly the ``inputs`` and
+``vitq.orchestration.tasks`` turns this into doit tasks, ``vitq.orchestration.runner`` runs one stage with exactly the ``inputs`` and
 ``outputs`` mappings given here, so what doit tracks is what the stage touches. Stages that write a model
 file take their input from the variant table (``vitq.variants``): a variant is made from its parent.
 Cheap to import: stage modules (which import torch) are named here, not imported.

@@ -1,4 +1,4 @@
-"""Imported once by the stage server (vitq.build.stage_process) before it forks stages: what nearly every stage
+"""Imported once by the stage server (vitq.orchestration.stage_process) before it forks stages: what nearly every stage
 imports anyway. Imports only: no torch op runs here, so the server holds no thread pool when it forks."""
 
 import warnings

@@ -1,5 +1,5 @@
-"""Run one build stage in this process: forked from the stage server (vitq.build.stage_process), or in a fresh
-interpreter, ``python -m vitq.build.runner STAGE RECIPE_FILE ARTIFACTS_ROOT`` (``VITQ_STAGE_PROCESS=fresh``).
+"""Run one build stage in this process: forked from the stage server (vitq.orchestration.stage_process), or in a fresh
+interpreter, ``python -m vitq.orchestration.runner STAGE RECIPE_FILE ARTIFACTS_ROOT`` (``VITQ_STAGE_PROCESS=fresh``).
 
 Saved TorchScript depends on PYTHONHASHSEED, and a pinned stage's numbers on settings torch reads when it loads
 (``vitq.numerics``): both must be in place before the interpreter starts (the fresh interpreter re-executes
@@ -20,20 +20,20 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from vitq import progress
-from vitq.build.pipeline import stage_named
 from vitq.errors import USER_ERROR, exit_code, run_command
 from vitq.layout import ArtifactPaths
 from vitq.model.torch_setup import configure_torch
 from vitq.numerics import enter_pinned_stage, pinned_environ
+from vitq.orchestration.pipeline import stage_named
 from vitq.recipe import Recipe, load_recipe
 
-RESULT_FD_VAR = "VITQ_RESULT_FD"  # set by vitq.build.stage_process for a fresh interpreter: where its result goes
+RESULT_FD_VAR = "VITQ_RESULT_FD"  # set by vitq.orchestration.stage_process for a fresh interpreter: where its result goes
 HASH_SEED = "0"  # saved TorchScript depends on PYTHONHASHSEED: every stage process starts with this one
 
 
 def stage_environ(stage: str, environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a fresh interpreter for ``stage`` starts with: fixed hash seed; pins if it is pinned.
-    Here, not in vitq.build.stage_process, which starts stages through this module (imports point one way)."""
+    Here, not in vitq.orchestration.stage_process, which starts stages through this module (imports point one way)."""
     env = {**environ, "PYTHONHASHSEED": HASH_SEED}
     return pinned_environ(env) if stage_named(stage).pinned else env
 
@@ -41,16 +41,16 @@ def stage_environ(stage: str, environ: Mapping[str, str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:
-        print("usage: python -m vitq.build.runner STAGE RECIPE_FILE ARTIFACTS_ROOT", file=sys.stderr)
+        print("usage: python -m vitq.orchestration.runner STAGE RECIPE_FILE ARTIFACTS_ROOT", file=sys.stderr)
         return USER_ERROR
     stage_name, recipe_file, root = args
     try:
         env = stage_environ(stage_name, os.environ)
     except KeyError:
-        print(f"vitq.build.runner: unknown stage {stage_name!r}", file=sys.stderr)
+        print(f"vitq.orchestration.runner: unknown stage {stage_name!r}", file=sys.stderr)
         return USER_ERROR
     if env != dict(os.environ):  # hash seed or numerics not yet in place: torch must load with them
-        os.execve(sys.executable, [sys.executable, "-m", "vitq.build.runner", *args], env)
+        os.execve(sys.executable, [sys.executable, "-m", "vitq.orchestration.runner", *args], env)
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     import psutil
 
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_and_report(stage_name: str, recipe_file: str, root: str, requested: float | None = None) -> int:
-    """``python -m vitq.build.runner``: the recipe parsed once, the stage run, its result handed back: as JSON on the
-    descriptor in ``VITQ_RESULT_FD`` (vitq.build.stage_process reads it), or as its line when run by hand."""
+    """``python -m vitq.orchestration.runner``: the recipe parsed once, the stage run, its result handed back: as JSON on the
+    descriptor in ``VITQ_RESULT_FD`` (vitq.orchestration.stage_process reads it), or as its line when run by hand."""
     recipe = load_recipe(recipe_file)
     run = run_stage(stage_name, recipe, ArtifactPaths.for_recipe(Path(root), recipe.name), requested)
     fd = os.environ.get(RESULT_FD_VAR)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vitq.build.pipeline import STAGES
 from vitq.errors import VitqError
 from vitq.fileio import remove_stale_temps
+from vitq.orchestration.pipeline import STAGES
 
 _held_locks: dict[Path, Any] = {}
 # Tasks that write into a recipe's folder, or may make doit run its stages (release needs the manifest).

@@ -1,6 +1,6 @@
 """Build cost: the latest run of each stage from ``build-log.jsonl`` (work, start-up, peak memory), as a table.
 
-The log (written by ``vitq.build.runner``, one JSON line per stage run) lives beside the artifacts and is
+The log (written by ``vitq.orchestration.runner``, one JSON line per stage run) lives beside the artifacts and is
 not part of the manifest, which must stay reproducible. Cheap to import: no torch.
 """
 
@@ -74,7 +74,7 @@ def _mb(value: Any) -> str:
 
 
 def _build_order(record: dict[str, Any]) -> tuple[int, str]:
-    from vitq.build.pipeline import STAGES
+    from vitq.orchestration.pipeline import STAGES
 
     names = [s.name for s in STAGES]
     stage = record["stage"]

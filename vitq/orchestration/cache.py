@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vitq.build.cache_store import URL_VAR, CacheFault, Store
-from vitq.build.fingerprint import stage_fingerprint
-from vitq.build.pipeline import Files, Stage, stage_named, stages_for
-from vitq.build.runner import StageRun, log_stage_run, stage_line
 from vitq.errors import VitqError, one_line
 from vitq.fileio import atomic_path, canonical, sha256_file
 from vitq.layout import FOLDERS, ArtifactPaths
+from vitq.orchestration.cache_store import URL_VAR, CacheFault, Store
+from vitq.orchestration.fingerprint import stage_fingerprint
+from vitq.orchestration.pipeline import Files, Stage, stage_named, stages_for
+from vitq.orchestration.runner import StageRun, log_stage_run, stage_line
 from vitq.recipe import Recipe
 
 MODE_VAR = "VITQ_CACHE_MODE"

@@ -35,7 +35,8 @@ def test_deit_tiny_with_random_weights_goes_through_the_whole_chain_and_predicts
     paths = build(recipe, tmp_path / "artifacts")
     manifest = json.loads(paths.manifest.read_text())
     assert manifest["passed"] is True and manifest["weights"]["trained"] is False
-    assert manifest["recipe"]["resolved"]["export"]["method"] == "script"
+    int8 = next(a for a in manifest["artifacts"] if a["name"] == "int8")
+    assert manifest["recipe"]["resolved"]["export"]["method"] == "auto" and int8["torchscript"]["method"] == "script"
     assert manifest["samples"]["images"] == len(photo_files())
     lite = next(a for a in manifest["artifacts"] if a["name"] == "lite")
     assert lite["size_ratio_vs_fp32"] < 0.4  # dynamic int8 Linear weights: a fraction of fp32
@@ -128,7 +129,7 @@ def test_deit_recipes_use_the_tutorials_preprocessing():
         p = recipe.preprocess
         assert (p.resize, p.crop, p.interpolation, p.resize_mode) == (256, 224, "bicubic", "shorter")
         assert tuple(p.mean) == IMAGENET_DEFAULT_MEAN and tuple(p.std) == IMAGENET_DEFAULT_STD
-        assert recipe.weights.kind == "hub" and recipe.export.method == "script" and recipe.quantize.engine == "qnnpack"
+        assert recipe.weights.kind == "hub" and recipe.export.method == "auto" and recipe.quantize.engine == "qnnpack"
     assert load_recipe(RECIPES / "deit.yaml").model.name == "deit_base_patch16_224"
 
 

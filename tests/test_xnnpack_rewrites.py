@@ -474,3 +474,44 @@ def test_xnnpack_takes_every_norm_pattern_and_executorch_runs_it():
     with torch.no_grad():
         want = NormPatterns()(inputs)
     assert max(float((w - g).abs().max()) for w, g in zip(want, got, strict=True)) <= EXACT
+
+
+class PositionConv(torch.nn.Module):
+    """A 1x1 conv of a Fourier position encoding computed from the input's shape (EdgeNeXt's, XCiT's
+    PositionalEncodingFourier), added to the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):  # x: [1, 4, H, W]
+        dims = torch.arange(x.shape[1], dtype=torch.float32)
+        periods = 1000.0 ** (2 * torch.div(dims, 2, rounding_mode="floor") / x.shape[1])
+        rows = torch.arange(1, x.shape[2] + 1, dtype=torch.float32)[:, None].repeat(1, x.shape[3])
+        return x + self.conv((rows / (x.shape[2] + 1e-6) / periods[:, None, None]).sin()[None])
+
+
+def test_xnnpack_takes_a_quantized_conv_of_a_folded_position_encoding():
+    """In pt2e's dynamically quantized program the literals are buffers (FoldShapeConstants reads their values
+    from the program) and the conv's input quantization stays: one delegate, nothing on portable kernels."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
+    from vitq.model.pte_quantization import quantize_for_xnnpack
+    from vitq.model.xnnpack_rewrites import program_values
+
+    use_venv_flatc()
+    torch.manual_seed(0)
+    model, inputs = PositionConv().eval(), randn(1, 4, 3, 5, seed=8)
+    program = quantize_for_xnnpack(model, (inputs,), "dynamic_int8")
+    assert program_values(program)
+    with partitioner_reasons() as reasons:
+        edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
+                                           partitioner=[XnnpackPartitioner()])
+    delegation = delegation_record(edge.exported_program().graph_module, reasons)
+    assert (delegation["delegated_subgraphs"], delegation["portable_nodes"]) == (1, 0), delegation
+    got = run_lowered_once(edge.to_executorch().buffer, (inputs,))[0]
+    with torch.no_grad():
+        want = model(inputs)
+    assert (got - want).abs().max().item() <= 0.05 * want.abs().max().item()

@@ -23,6 +23,7 @@ Use: ``prepare_for_xnnpack(model)`` before torch.export, ``transform_passes=edge
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
@@ -542,43 +543,113 @@ def _is_broadcast(node: torch.fx.Node) -> bool:
 
 
 def _broadcast_users(node: torch.fx.Node) -> bool:
-    """Every user of ``node`` is a binary elementwise operator whose output has ``node``'s shape."""
-    shape = node.meta["val"].shape
-    return bool(node.users) and all(
-        user.target in BROADCASTING and user.meta["val"].shape == shape for user in node.users)
+    """Every user of ``node`` is a binary elementwise operator whose output keeps its shape with ``node``'s source
+    in its place: the other operand broadcasts the source to it."""
+    source = node.args[0].meta["val"].shape
+    for user in node.users:
+        if user.target not in BROADCASTING:
+            return False
+        others = [arg.meta["val"].shape if isinstance(arg, torch.fx.Node) else () for arg in user.args[:2]
+                  if arg is not node]
+        if torch.broadcast_shapes(source, *others) != user.meta["val"].shape:
+            return False
+    return bool(node.users)
 
 
 class FoldShapeConstants(ExportPass):
-    """Compute once, at export, what depends on no input and no parameter: operators whose arguments are all
-    literals, constants torch.export lifted from literals, or tensors folded before (XCiT's and EdgeNeXt's Fourier
-    position encodings: arange, cumsum, div, pow, full, repeat over the input's fixed shape); each becomes a
-    constant, which XNNPACK takes as a weight. After ExecuTorch's ConstPropPass (exir/passes/const_prop_pass.py),
-    which stops at lifted constants; parameters (and their quantization) are never folded."""
+    """Compute once, at export, what depends on no input: operators whose arguments are literals, constants
+    torch.export lifted from literals, or tensors folded before (XCiT's and EdgeNeXt's Fourier position encodings:
+    arange, cumsum, div, pow, full, repeat over the input's fixed shape, and the conv that projects them, with its
+    quantization); each becomes a constant, which XNNPACK takes as a weight. Parameters join a fold but never start
+    one: what reads parameters alone (a weight's quantization, its transpose) stays as it is. After ExecuTorch's
+    ConstPropPass (exir/passes/const_prop_pass.py), which stops at lifted constants."""
+
+    def __init__(self, values: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.values = values or {}  # placeholder name -> real value (program_values): the retrace's are fake
 
     def call(self, graph_module):
-        self._lifted: dict[int, tuple] = {}  # id(proxy) -> (proxy, its real tensor): the proxy kept, its id unique
-        return super().call(graph_module)
+        # id(proxy) -> (proxy, value): the proxy kept, so its id stays unique
+        self._literal: dict[int, tuple] = {}  # lifted literals: their value
+        self._known: dict[int, tuple] = {}  # parameters and what they alone give: a function computing it
+        result = super().call(graph_module)
+        result.graph_module.graph.eliminate_dead_code()  # what only a fold read (the folded conv's weights)
+        result.graph_module.recompile()
+        return result
 
     def placeholder(self, name, arg, meta):
         value = super().placeholder(name, arg, meta)
-        if name.startswith(LIFTED_CONSTANT) and _is_real(arg):  # the retrace gives a lifted constant its value
-            self._lifted[id(value)] = (value, arg)
+        real = arg if _is_real(arg) else self.values.get(name)
+        if real is not None:
+            table = self._literal if name.startswith(LIFTED_CONSTANTS) else self._known
+            table[id(value)] = (value, real if table is self._literal else lambda: real)
         return value
 
     def call_operator(self, op, args, kwargs, meta):
-        real = torch.utils._pytree.tree_map(self._real, (args, kwargs))
-        if not _foldable(real):
+        found = {"literal": False, "known": False, "unknown": False}
+        real = torch.utils._pytree.tree_map(lambda v: self._resolve(v, found), (args, kwargs))
+        if found["unknown"] or not _foldable(real):
             return super().call_operator(op, args, kwargs, meta)
-        from torch._subclasses.fake_tensor import unset_fake_temporarily
+        if found["known"] and not found["literal"]:  # parameters alone: kept, its value known if a fold needs it
+            result = super().call_operator(op, args, kwargs, meta)
+            self._known[id(result)] = (result, functools.cache(lambda: _run(op, *_computed(real))))
+            return result
+        return _run(op, *_computed(real))
 
-        with unset_fake_temporarily():  # real numbers, not the pass's fake tensors
-            return op(*real[0], **real[1])
+    def call_getitem(self, value, key, meta):
+        if isinstance(value, (tuple, list)):  # an operator with several outputs, folded above
+            return value[key]
+        return super().call_getitem(value, key, meta)
+
+    def _resolve(self, value, found: dict[str, bool]):
+        """A literal's or folded tensor's value, a parameter's function, or the proxy itself (noted in found)."""
+        from executorch.exir.pass_base import ProxyValue
+
+        for kind, table in (("literal", self._literal), ("known", self._known)):
+            proxy, real = table.get(id(value), (None, None))
+            if proxy is value:
+                found[kind] = True
+                return real if kind == "literal" else _Known(real)
+        if isinstance(value, ProxyValue):
+            found["unknown"] = True
+        elif _is_real(value):
+            found["literal"] = True  # folded before
+        return value
 
 
-    def _real(self, value):
-        """A lifted constant's real tensor; anything else as it is."""
-        proxy, tensor = self._lifted.get(id(value), (None, None))
-        return tensor if proxy is value else value
+class _Known:
+    """A parameter-derived value, computed when a fold reads it."""
+
+    def __init__(self, compute):
+        self.compute = compute
+
+
+def _computed(real):
+    return torch.utils._pytree.tree_map(lambda v: v.compute() if isinstance(v, _Known) else v, real)
+
+
+def _run(op, args, kwargs):
+    """``op`` on real tensors, outside the pass's fake mode; no autograd (parameters require grad)."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily(), torch.no_grad():
+        return op(*args, **kwargs)
+
+
+def program_values(program: torch.export.ExportedProgram | None) -> dict[str, torch.Tensor]:
+    """The values of ``program``'s parameters, buffers and constants by placeholder name (pt2e's quantized program
+    keeps its literals as buffers, which an ExportPass retrace sees as fake tensors)."""
+    if program is None:
+        return {}
+    values = {**program.state_dict, **program.constants}
+    return {spec.arg.name: values[spec.target] for spec in program.graph_signature.input_specs
+            if spec.target in values}
+
+
+def _quantization(op) -> bool:
+    """A quantize, dequantize or choose-qparams operator: kept, XNNPACK recognizes a quantized operator by them
+    (as ExecuTorch's ConstPropPass leaves them)."""
+    return getattr(op, "namespace", None) in QUANTIZATION_NAMESPACES or "qparams" in getattr(op, "__name__", "")
 
 
 def _is_real(value) -> bool:
@@ -598,18 +669,22 @@ def _foldable(value) -> bool:
     if isinstance(value, dict):
         return all(map(_foldable, value.values()))
     return isinstance(value, (bool, int, float, str, torch.Tensor, torch.device, torch.dtype, torch.layout,
-                              torch.memory_format, type(None)))
+                              torch.memory_format, type(None), _Known))
 
 SPLITS = (EDGE.split_with_sizes_copy.default, EDGE.split_copy.Tensor)
 COPIES = (EDGE.expand_copy.default, EDGE.repeat.default)
-LIFTED_CONSTANT = "_lifted_tensor_constant"  # torch.export's name for a tensor made in forward from literals
+# torch.export's names for a tensor made in forward from literals: lifted by export, and as pt2e's quantized
+# program keeps them (get_attr _tensor_constant_N, lifted as buffer b__tensor_constant_N when exported again)
+QUANTIZATION_NAMESPACES = ("quantized_decomposed", "torchao", "quant")
+LIFTED_CONSTANTS = ("_lifted_tensor_constant", "b__tensor_constant_")
 POWERS = {2.0: EDGE.mul.Tensor, 0.5: EDGE.sqrt.default, -0.5: EDGE.rsqrt.default}
 BROADCASTING = (EDGE.add.Tensor, EDGE.sub.Tensor, EDGE.mul.Tensor, EDGE.div.Tensor, EDGE.maximum.default,
                 EDGE.minimum.default)
 
 
-def edge_passes() -> list[ExportPass]:
-    """The edge-graph passes for ``to_edge_transform_and_lower(..., transform_passes=edge_passes())``."""
+def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[ExportPass]:
+    """The edge-graph passes for ``to_edge_transform_and_lower(program, transform_passes=edge_passes(program))``
+    (``program``: where FoldShapeConstants finds the values of constants a quantized program keeps as buffers)."""
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
-            PowAsMul(), SumAsMean(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(), FoldShapeConstants(),
+            PowAsMul(), SumAsMean(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(), FoldShapeConstants(program_values(program)),
             RemoveAliasCopy()]

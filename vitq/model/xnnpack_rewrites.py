@@ -686,5 +686,5 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
     """The edge-graph passes for ``to_edge_transform_and_lower(program, transform_passes=edge_passes(program))``
     (``program``: where FoldShapeConstants finds the values of constants a quantized program keeps as buffers)."""
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
-            PowAsMul(), SumAsMean(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(), FoldShapeConstants(program_values(program)),
-            RemoveAliasCopy()]
+            PowAsMul(), SumAsMean(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
+            FoldShapeConstants(program_values(program)), RemoveAliasCopy()]

@@ -388,7 +388,8 @@ class NormPatterns(torch.nn.Module):
             1, 4, 1, 1) - x
 
 
-NORM_PASS_OPS = {PowAsMul: ("pow_float",), SumAsMean: ("sum.dim_IntList",), ExpandAsBroadcast: ("expand_copy", "repeat"),
+NORM_PASS_OPS = {PowAsMul: ("pow_float",), SumAsMean: ("sum.dim_IntList",),
+                 ExpandAsBroadcast: ("expand_copy", "repeat"),
                  FoldShapeConstants: ("arange", "cumsum", "full", "div.Tensor_mode", "pow.Scalar")}
 
 

@@ -31,6 +31,7 @@ from vitq.model.xnnpack_rewrites import (
     SqueezeAsView,
     StridedSliceAsView,
     SumAsMean,
+    VarAsMeans,
     edge_passes,
     folded_relative_position_biases,
     fused_qkv_projections,
@@ -373,7 +374,7 @@ def test_run_lowered_once_names_the_runtimes_cause():
 
 class NormPatterns(torch.nn.Module):
     """What XCiT, EdgeNeXt and ConvNeXt V2 leave on portable kernels: F.normalize (pow by 2.0, sum, pow by 0.5,
-    expand_as), ConvNeXt V2's GRN norm over two dims, a Fourier position encoding computed from the input's shape
+    expand_as), ConvNeXt V2's GRN norm over two dims, variances (ConvNeXt's *_rms norms), a Fourier position encoding computed from the input's shape
     (full, cumsum, arange, floor division, pow of a scalar, repeat) and a repeat of a dim of size 1."""
 
     def forward(self, x):  # x: [1, 4, 5, 6]
@@ -384,12 +385,13 @@ class NormPatterns(torch.nn.Module):
         dims = torch.arange(x.shape[1], dtype=torch.float32)
         periods = 1000.0 ** (2 * torch.div(dims, 2, rounding_mode="floor") / x.shape[1])
         position = (rows[:, None] / periods[None, :, None, None]).sin().repeat(x.shape[0], 1, 1, 1)
+        spread = x.var(dim=1, keepdim=True) + x.var(dim=(2, 3), unbiased=False)[..., None, None]
         return normalized * x.sum(dim=(1, 3), keepdim=True), x * grn + position, x.mean(1, keepdim=True).repeat(
-            1, 4, 1, 1) - x
+            1, 4, 1, 1) - x * spread
 
 
 NORM_PASS_OPS = {PowAsMul: ("pow_float",), SumAsMean: ("sum.dim_IntList",),
-                 ExpandAsBroadcast: ("expand_copy", "repeat"),
+                 ExpandAsBroadcast: ("expand_copy", "repeat"), VarAsMeans: ("var.correction",),
                  FoldShapeConstants: ("arange", "cumsum", "full", "div.Tensor_mode", "pow.Scalar")}
 
 
@@ -426,7 +428,7 @@ def test_norm_edge_pass_removes_its_pattern_and_keeps_the_output(edge_norm_patte
     assert outputs_diff(edge_norm_patterns, after, randn(1, 4, 5, 6, seed=7)) <= EXACT
 
 
-@pytest.mark.parametrize("edge_pass", [PowAsMul, SumAsMean, ExpandAsBroadcast, FoldShapeConstants])
+@pytest.mark.parametrize("edge_pass", [PowAsMul, SumAsMean, ExpandAsBroadcast, FoldShapeConstants, VarAsMeans])
 def test_norm_edge_pass_leaves_a_vit_without_the_pattern_alone(edge_timm, edge_pass):
     """The ViT (the digits build's kind) has none of these patterns: each pass gives it back node for node."""
     def nodes(edge):

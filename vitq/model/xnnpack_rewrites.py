@@ -501,6 +501,30 @@ class SumAsMean(ExportPass):
         return super().call_operator(EDGE.mul.Tensor, (mean, _real_scalar(count)), {}, meta)
 
 
+class VarAsMeans(ExportPass):
+    """var.correction over named dims of a float tensor (timm's SimpleNorm / RMS-style norms of ConvNeXt's *_rms
+    models; XNNPACK has no var) as the mean of the squared deviation from the mean, times N / (N - correction):
+    MeanAs4d, after this pass, makes both means XNNPACK's 4-D one."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE.var.correction or len(args) < 2 or not args[1]:
+            return super().call_operator(op, args, kwargs, meta)
+        source = args[0].to_tensor()
+        if source.dtype != torch.float32:
+            return super().call_operator(op, args, kwargs, meta)
+        dims = list(args[1])
+        count = math.prod(source.shape[d] for d in {d % source.dim() for d in dims})
+        correction = kwargs.get("correction", 1)
+        correction = 1 if correction is None else correction
+        mean = super().call_operator(EDGE.mean.dim, (args[0], dims, True), {}, meta)
+        centered = super().call_operator(EDGE.sub.Tensor, (args[0], mean), {}, meta)
+        squared = super().call_operator(EDGE.mul.Tensor, (centered, centered), {}, meta)
+        out = super().call_operator(EDGE.mean.dim, (squared, dims, bool(kwargs.get("keepdim", False))), {}, meta)
+        if correction == 0:
+            return out
+        return super().call_operator(EDGE.mul.Tensor, (out, _real_scalar(count / (count - correction))), {}, meta)
+
+
 def _real_scalar(value: float) -> torch.Tensor:
     """A 0-d float32 tensor holding ``value``, real even inside a pass's fake mode: the edge dialect wants tensor
     operands, and the retrace stores a real one as a constant."""
@@ -686,5 +710,5 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
     """The edge-graph passes for ``to_edge_transform_and_lower(program, transform_passes=edge_passes(program))``
     (``program``: where FoldShapeConstants finds the values of constants a quantized program keeps as buffers)."""
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
-            PowAsMul(), SumAsMean(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
+            PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
             FoldShapeConstants(program_values(program)), RemoveAliasCopy()]

@@ -14,12 +14,15 @@ from vitq.model.logits import LogitsOnly
 from vitq.model.xnnpack_rewrites import (
     UNMASKED_EAGER,
     ChannelLayerNorm4d,
+    ExpandAsBroadcast,
     FoldedRelativePositionBias,
+    FoldShapeConstants,
     FusedQkvAttention,
     GroupNorm4d,
     LayerNorm4d,
     LinearSelfAttentionMeans,
     MeanAs4d,
+    PowAsMul,
     RemoveAliasCopy,
     RemoveNoopExpand,
     RollAsSlices,
@@ -27,6 +30,8 @@ from vitq.model.xnnpack_rewrites import (
     SplitAsSlices,
     SqueezeAsView,
     StridedSliceAsView,
+    SumAsMean,
+    VarAsMeans,
     edge_passes,
     folded_relative_position_biases,
     fused_qkv_projections,
@@ -363,3 +368,153 @@ def test_xnnpack_takes_every_mobile_pattern_and_executorch_runs_it():
 def test_run_lowered_once_names_the_runtimes_cause():
     with pytest.raises(LoweredProgramFails, match="does not run in ExecuTorch: .+"):
         run_lowered_once(b"not a program", (images(1),))
+
+
+# The norm and position-encoding patterns (issue 30: XCiT, EdgeNeXt, ConvNeXt V2): the same checks on a tiny module.
+
+class NormPatterns(torch.nn.Module):
+    """What XCiT, EdgeNeXt and ConvNeXt V2 leave on portable kernels: F.normalize (pow by 2.0, sum, pow by 0.5,
+    expand_as), ConvNeXt V2's GRN norm over two dims, variances (ConvNeXt's *_rms norms), a Fourier position encoding computed from the input's shape
+    (full, cumsum, arange, floor division, pow of a scalar, repeat) and a repeat of a dim of size 1."""
+
+    def forward(self, x):  # x: [1, 4, 5, 6]
+        normalized = torch.nn.functional.normalize(x, dim=-1)
+        grn = x.norm(p=2, dim=(2, 3), keepdim=True)
+        mask = torch.zeros(1, x.shape[2], x.shape[3], dtype=torch.bool)
+        rows = (~mask).cumsum(1, dtype=torch.float32) / (x.shape[2] + 1e-6)
+        dims = torch.arange(x.shape[1], dtype=torch.float32)
+        periods = 1000.0 ** (2 * torch.div(dims, 2, rounding_mode="floor") / x.shape[1])
+        position = (rows[:, None] / periods[None, :, None, None]).sin().repeat(x.shape[0], 1, 1, 1)
+        spread = x.var(dim=1, keepdim=True) + x.var(dim=(2, 3), unbiased=False)[..., None, None]
+        return normalized * x.sum(dim=(1, 3), keepdim=True), x * grn + position, x.mean(1, keepdim=True).repeat(
+            1, 4, 1, 1) - x * spread
+
+
+NORM_PASS_OPS = {PowAsMul: ("pow_float",), SumAsMean: ("sum.dim_IntList",),
+                 ExpandAsBroadcast: ("expand_copy", "repeat"), VarAsMeans: ("var.correction",),
+                 FoldShapeConstants: ("arange", "cumsum", "full", "div.Tensor_mode", "pow.Scalar")}
+
+
+@pytest.fixture(scope="module")
+def edge_norm_patterns():
+    from executorch.exir import to_edge
+
+    return to_edge(torch.export.export(NormPatterns(), (randn(1, 4, 5, 6),), strict=False))
+
+
+def float_powers(edge) -> int:
+    """pow.Tensor_Scalar nodes with a float exponent (XNNPACK's pow takes the int 2 only)."""
+    return sum("pow.Tensor_Scalar" in str(n.target) and isinstance(n.args[1], float)
+               for n in edge.exported_program().graph.nodes if n.op == "call_function")
+
+
+def outputs_diff(before, after, inputs: torch.Tensor) -> float:
+    """Largest difference of the two edge programs' outputs. No guards: torch 2.12.1 writes the guard function of
+    a program holding the folded constants with an undefined name (__meta_utils_unknown_tensor); lowering needs
+    none."""
+    with torch.no_grad():
+        want = before.exported_program().module(check_guards=False)(inputs)
+        got = after.exported_program().module(check_guards=False)(inputs)
+    return max(float((w - g).abs().max()) for w, g in zip(want, got, strict=True))
+
+
+@pytest.mark.parametrize("edge_pass", NORM_PASS_OPS)
+def test_norm_edge_pass_removes_its_pattern_and_keeps_the_output(edge_norm_patterns, edge_pass):
+    after = edge_norm_patterns.transform([edge_pass()])
+    for op in NORM_PASS_OPS[edge_pass]:
+        remaining = float_powers if op == "pow_float" else lambda e, o=op: count(e, o)
+        assert remaining(edge_norm_patterns) > 0, op
+        assert remaining(after) == 0, op
+    assert outputs_diff(edge_norm_patterns, after, randn(1, 4, 5, 6, seed=7)) <= EXACT
+
+
+@pytest.mark.parametrize("edge_pass", [PowAsMul, SumAsMean, ExpandAsBroadcast, FoldShapeConstants, VarAsMeans])
+def test_norm_edge_pass_leaves_a_vit_without_the_pattern_alone(edge_timm, edge_pass):
+    """The ViT (the digits build's kind) has none of these patterns: each pass gives it back node for node."""
+    def nodes(edge):
+        return [(n.op, str(n.target), str(n.args)) for n in edge.exported_program().graph.nodes]
+
+    assert nodes(edge_timm.transform([edge_pass()])) == nodes(edge_timm)
+
+
+def test_expand_as_broadcast_keeps_an_expand_no_operator_broadcasts():
+    from executorch.exir import to_edge
+
+    class Expands(torch.nn.Module):
+        def forward(self, x):  # x: [1, 1, 3]: expanded into a cat, and a repeat of a dim of size 3
+            return torch.cat([x.expand(1, 2, 3), x], dim=1), x.repeat(1, 2, 2) + 1.0
+
+    edge = to_edge(torch.export.export(Expands(), (randn(1, 1, 3),), strict=False))
+    after = edge.transform([ExpandAsBroadcast()])
+    assert (count(after, "expand_copy"), count(after, "repeat")) == (1, 1)
+
+
+def test_fold_shape_constants_keeps_parameters_and_inputs():
+    """Only what depends on neither input nor parameter is folded: a parameter's transpose stays."""
+    from executorch.exir import to_edge
+
+    linear = torch.nn.Linear(6, 6)
+    edge = to_edge(torch.export.export(torch.nn.Sequential(linear).eval(), (randn(1, 6),), strict=False))
+    after = edge.transform([FoldShapeConstants()])
+    assert count(after, "permute_copy") == count(edge, "permute_copy") == 1
+
+
+def test_xnnpack_takes_every_norm_pattern_and_executorch_runs_it():
+    """One small lowering with every edge pass: nothing left on portable kernels, the runtime's outputs as eager's."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
+
+    use_venv_flatc()
+    inputs = randn(1, 4, 5, 6, seed=7)
+    program = torch.export.export(NormPatterns(), (inputs,), strict=False)
+    with partitioner_reasons() as reasons:
+        edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])
+    delegation = delegation_record(edge.exported_program().graph_module, reasons)
+    assert delegation["portable_nodes"] == 0, delegation
+    got = run_lowered_once(edge.to_executorch().buffer, (inputs,))
+    with torch.no_grad():
+        want = NormPatterns()(inputs)
+    assert max(float((w - g).abs().max()) for w, g in zip(want, got, strict=True)) <= EXACT
+
+
+class PositionConv(torch.nn.Module):
+    """A 1x1 conv of a Fourier position encoding computed from the input's shape (EdgeNeXt's, XCiT's
+    PositionalEncodingFourier), added to the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):  # x: [1, 4, H, W]
+        dims = torch.arange(x.shape[1], dtype=torch.float32)
+        periods = 1000.0 ** (2 * torch.div(dims, 2, rounding_mode="floor") / x.shape[1])
+        rows = torch.arange(1, x.shape[2] + 1, dtype=torch.float32)[:, None].repeat(1, x.shape[3])
+        return x + self.conv((rows / (x.shape[2] + 1e-6) / periods[:, None, None]).sin()[None])
+
+
+def test_xnnpack_takes_a_quantized_conv_of_a_folded_position_encoding():
+    """In pt2e's dynamically quantized program the literals are buffers (FoldShapeConstants reads their values
+    from the program) and the conv's input quantization stays: one delegate, nothing on portable kernels."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
+    from vitq.model.pte_quantization import quantize_for_xnnpack
+    from vitq.model.xnnpack_rewrites import program_values
+
+    use_venv_flatc()
+    torch.manual_seed(0)
+    model, inputs = PositionConv().eval(), randn(1, 4, 3, 5, seed=8)
+    program = quantize_for_xnnpack(model, (inputs,), "dynamic_int8")
+    assert program_values(program)
+    with partitioner_reasons() as reasons:
+        edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
+                                           partitioner=[XnnpackPartitioner()])
+    delegation = delegation_record(edge.exported_program().graph_module, reasons)
+    assert (delegation["delegated_subgraphs"], delegation["portable_nodes"]) == (1, 0), delegation
+    got = run_lowered_once(edge.to_executorch().buffer, (inputs,))[0]
+    with torch.no_grad():
+        want = model(inputs)
+    assert (got - want).abs().max().item() <= 0.05 * want.abs().max().item()

@@ -56,7 +56,8 @@ def export_executorch(recipe: Recipe, model: torch.nn.Module, strategy: str, cal
                                        keep_float=keep_float)
         progress.step("lower (XNNPACK)")
         with partitioner_reasons() as reasons:
-            edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])
+            edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
+                                              partitioner=[XnnpackPartitioner()])
         delegation = delegation_record(edge.exported_program().graph_module, reasons)
         progress.step("serialize (to_executorch)")
         program = edge.to_executorch().buffer

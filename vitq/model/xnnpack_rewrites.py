@@ -13,12 +13,17 @@ too, FastViT's train-time branches folded (timm's reparameterize_model), Swin's 
 buffer, MobileViT v2's context sum as a mean; on the edge graph split as slices, means over other dims or ranks as
 4-D means, strided slices as pad + view + slice, and torch.roll (Swin's shifted windows) as two slices and a cat.
 
+Issue 30 (XCiT, EdgeNeXt, ConvNeXt V2) adds, on the edge graph: pow by 2.0 / 0.5 as a multiply / sqrt and sum as
+a scaled mean (F.normalize, torch.norm), expand or repeat into a broadcasting operator dropped, and what depends on
+the input's fixed shape alone (Fourier position encodings from arange, cumsum, div, full) folded into constants.
+
 Use: ``prepare_for_xnnpack(model)`` before torch.export, ``transform_passes=edge_passes()`` in
 ``to_edge_transform_and_lower``. Nothing here imports vitq."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
@@ -288,11 +293,11 @@ class SqueezeAsView(ExportPass):
 
 
 class RemoveNoopExpand(ExportPass):
-    """Drop expand_copy nodes whose output has the input's shape (matmul's broadcast and the class token's
-    expand at batch 1): they copy, and XNNPACK has no expand to take them."""
+    """Drop expand_copy and repeat nodes whose output has the input's shape (matmul's broadcast, the class token's
+    expand and XCiT's position encoding's repeat at batch 1): they copy, and XNNPACK has neither to take them."""
 
     def call_operator(self, op, args, kwargs, meta):
-        if op == EDGE.expand_copy.default and args[0].to_tensor().shape == meta["val"].shape:
+        if op in COPIES and args[0].to_tensor().shape == meta["val"].shape:
             return args[0]
         return super().call_operator(op, args, kwargs, meta)
 
@@ -467,10 +472,243 @@ def _constant_value(node: torch.fx.Node, depth: int = 8) -> torch.Tensor | None:
         return None
 
 
+class PowAsMul(ExportPass):
+    """pow.Tensor_Scalar by the float 2.0 (F.normalize's and torch.norm's squares: XNNPACK's pow takes only the int
+    2, "only support int powers, got 2.0") as x * x, and by 0.5 / -0.5 (the norm's root) as sqrt / rsqrt, which
+    XNNPACK has. Other exponents stay as they are."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE.pow.Tensor_Scalar or not isinstance(args[1], float) or args[1] not in POWERS:
+            return super().call_operator(op, args, kwargs, meta)
+        if args[1] == 2.0:
+            return super().call_operator(EDGE.mul.Tensor, (args[0], args[0]), {}, meta)
+        return super().call_operator(POWERS[args[1]], (args[0],), {}, meta)
+
+
+class SumAsMean(ExportPass):
+    """sum.dim_IntList over named dims of a float tensor (the norms' sums of squares; XNNPACK has no sum) as the
+    mean over the same dims times their number: MeanAs4d, after this pass, makes the mean XNNPACK's 4-D one."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE.sum.dim_IntList or len(args) < 2 or not args[1] or kwargs.get("dtype") is not None:
+            return super().call_operator(op, args, kwargs, meta)
+        source = args[0].to_tensor()
+        if source.dtype != torch.float32:
+            return super().call_operator(op, args, kwargs, meta)
+        keepdim = len(args) > 2 and bool(args[2])
+        count = math.prod(source.shape[d] for d in {d % source.dim() for d in args[1]})
+        mean = super().call_operator(EDGE.mean.dim, (args[0], list(args[1]), keepdim), {}, meta)
+        return super().call_operator(EDGE.mul.Tensor, (mean, _real_scalar(count)), {}, meta)
+
+
+class VarAsMeans(ExportPass):
+    """var.correction over named dims of a float tensor (timm's SimpleNorm / RMS-style norms of ConvNeXt's *_rms
+    models; XNNPACK has no var) as the mean of the squared deviation from the mean, times N / (N - correction):
+    MeanAs4d, after this pass, makes both means XNNPACK's 4-D one."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE.var.correction or len(args) < 2 or not args[1]:
+            return super().call_operator(op, args, kwargs, meta)
+        source = args[0].to_tensor()
+        if source.dtype != torch.float32:
+            return super().call_operator(op, args, kwargs, meta)
+        dims = list(args[1])
+        count = math.prod(source.shape[d] for d in {d % source.dim() for d in dims})
+        correction = kwargs.get("correction", 1)
+        correction = 1 if correction is None else correction
+        mean = super().call_operator(EDGE.mean.dim, (args[0], dims, True), {}, meta)
+        centered = super().call_operator(EDGE.sub.Tensor, (args[0], mean), {}, meta)
+        squared = super().call_operator(EDGE.mul.Tensor, (centered, centered), {}, meta)
+        out = super().call_operator(EDGE.mean.dim, (squared, dims, bool(kwargs.get("keepdim", False))), {}, meta)
+        if correction == 0:
+            return out
+        return super().call_operator(EDGE.mul.Tensor, (out, _real_scalar(count / (count - correction))), {}, meta)
+
+
+def _real_scalar(value: float) -> torch.Tensor:
+    """A 0-d float32 tensor holding ``value``, real even inside a pass's fake mode: the edge dialect wants tensor
+    operands, and the retrace stores a real one as a constant."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily():
+        return torch.tensor(float(value))
+
+
+class ExpandAsBroadcast(ExportPass):
+    """Drop an expand_copy that changes the shape (or a repeat of dims of size 1, the same copy) when every user
+    is an elementwise binary operator that broadcasts it to the same shape anyway (F.normalize's
+    ``x / norm.expand_as(x)``): XNNPACK has no expand or repeat, and its binary operators broadcast. A source of
+    lower rank is viewed with leading ones first."""
+
+    def call(self, graph_module):
+        # the nodes to drop, known by their output's fake tensor (call_operator sees a copy of the node's meta)
+        self._dropped = {id(node.meta["val"]): node.meta["val"] for node in graph_module.graph.nodes
+                         if node.op == "call_function" and _is_broadcast(node) and _broadcast_users(node)}
+        return super().call(graph_module)
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op not in COPIES or id(meta["val"]) not in self._dropped:
+            return super().call_operator(op, args, kwargs, meta)
+        source, rank = args[0], meta["val"].dim()
+        shape = list(source.to_tensor().shape)
+        if len(shape) == rank:
+            return source
+        return super().call_operator(EDGE.view_copy.default, (source, [1] * (rank - len(shape)) + shape), {}, meta)
+
+
+def _is_broadcast(node: torch.fx.Node) -> bool:
+    """An expand_copy, or a repeat that only repeats dims of size 1 (the source's, aligned right)."""
+    if node.target == EDGE.expand_copy.default:
+        return True
+    if node.target != EDGE.repeat.default:
+        return False
+    shape = [1] * (len(node.args[1]) - node.args[0].meta["val"].dim()) + list(node.args[0].meta["val"].shape)
+    return all(times == 1 or size == 1 for times, size in zip(node.args[1], shape, strict=True))
+
+
+def _broadcast_users(node: torch.fx.Node) -> bool:
+    """Every user of ``node`` is a binary elementwise operator whose output keeps its shape with ``node``'s source
+    in its place: the other operand broadcasts the source to it."""
+    source = node.args[0].meta["val"].shape
+    for user in node.users:
+        if user.target not in BROADCASTING:
+            return False
+        others = [arg.meta["val"].shape if isinstance(arg, torch.fx.Node) else () for arg in user.args[:2]
+                  if arg is not node]
+        if torch.broadcast_shapes(source, *others) != user.meta["val"].shape:
+            return False
+    return bool(node.users)
+
+
+class FoldShapeConstants(ExportPass):
+    """Compute once, at export, what depends on no input: operators whose arguments are literals, constants
+    torch.export lifted from literals, or tensors folded before (XCiT's and EdgeNeXt's Fourier position encodings:
+    arange, cumsum, div, pow, full, repeat over the input's fixed shape, and the conv that projects them, with its
+    quantization); each becomes a constant, which XNNPACK takes as a weight. Parameters join a fold but never start
+    one: what reads parameters alone (a weight's quantization, its transpose) stays as it is. After ExecuTorch's
+    ConstPropPass (exir/passes/const_prop_pass.py), which stops at lifted constants."""
+
+    def __init__(self, values: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.values = values or {}  # placeholder name -> real value (program_values): the retrace's are fake
+
+    def call(self, graph_module):
+        # id(proxy) -> (proxy, value): the proxy kept, so its id stays unique
+        self._literal: dict[int, tuple] = {}  # lifted literals: their value
+        self._known: dict[int, tuple] = {}  # parameters and what they alone give: a function computing it
+        result = super().call(graph_module)
+        result.graph_module.graph.eliminate_dead_code()  # what only a fold read (the folded conv's weights)
+        result.graph_module.recompile()
+        return result
+
+    def placeholder(self, name, arg, meta):
+        value = super().placeholder(name, arg, meta)
+        real = arg if _is_real(arg) else self.values.get(name)
+        if real is not None:
+            table = self._literal if name.startswith(LIFTED_CONSTANTS) else self._known
+            table[id(value)] = (value, real if table is self._literal else lambda: real)
+        return value
+
+    def call_operator(self, op, args, kwargs, meta):
+        found = {"literal": False, "known": False, "unknown": False}
+        real = torch.utils._pytree.tree_map(lambda v: self._resolve(v, found), (args, kwargs))
+        if found["unknown"] or not _foldable(real):
+            return super().call_operator(op, args, kwargs, meta)
+        if found["known"] and not found["literal"]:  # parameters alone: kept, its value known if a fold needs it
+            result = super().call_operator(op, args, kwargs, meta)
+            self._known[id(result)] = (result, functools.cache(lambda: _run(op, *_computed(real))))
+            return result
+        return _run(op, *_computed(real))
+
+    def call_getitem(self, value, key, meta):
+        if isinstance(value, (tuple, list)):  # an operator with several outputs, folded above
+            return value[key]
+        return super().call_getitem(value, key, meta)
+
+    def _resolve(self, value, found: dict[str, bool]):
+        """A literal's or folded tensor's value, a parameter's function, or the proxy itself (noted in found)."""
+        from executorch.exir.pass_base import ProxyValue
+
+        for kind, table in (("literal", self._literal), ("known", self._known)):
+            proxy, real = table.get(id(value), (None, None))
+            if proxy is value:
+                found[kind] = True
+                return real if kind == "literal" else _Known(real)
+        if isinstance(value, ProxyValue):
+            found["unknown"] = True
+        elif _is_real(value):
+            found["literal"] = True  # folded before
+        return value
+
+
+class _Known:
+    """A parameter-derived value, computed when a fold reads it."""
+
+    def __init__(self, compute):
+        self.compute = compute
+
+
+def _computed(real):
+    return torch.utils._pytree.tree_map(lambda v: v.compute() if isinstance(v, _Known) else v, real)
+
+
+def _run(op, args, kwargs):
+    """``op`` on real tensors, outside the pass's fake mode; no autograd (parameters require grad)."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily(), torch.no_grad():
+        return op(*args, **kwargs)
+
+
+def program_values(program: torch.export.ExportedProgram | None) -> dict[str, torch.Tensor]:
+    """The values of ``program``'s parameters, buffers and constants by placeholder name (pt2e's quantized program
+    keeps its literals as buffers, which an ExportPass retrace sees as fake tensors)."""
+    if program is None:
+        return {}
+    values = {**program.state_dict, **program.constants}
+    return {spec.arg.name: values[spec.target] for spec in program.graph_signature.input_specs
+            if spec.target in values}
+
+
+def _quantization(op) -> bool:
+    """A quantize, dequantize or choose-qparams operator: kept, XNNPACK recognizes a quantized operator by them
+    (as ExecuTorch's ConstPropPass leaves them)."""
+    return getattr(op, "namespace", None) in QUANTIZATION_NAMESPACES or "qparams" in getattr(op, "__name__", "")
+
+
+def _is_real(value) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(value, torch.Tensor) and not isinstance(value, FakeTensor)
+
+
+def _foldable(value) -> bool:
+    """True for literals and real tensors, alone or nested in lists, tuples and dicts (not fake tensors)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if isinstance(value, FakeTensor):
+        return False
+    if isinstance(value, (tuple, list)):
+        return all(map(_foldable, value))
+    if isinstance(value, dict):
+        return all(map(_foldable, value.values()))
+    return isinstance(value, (bool, int, float, str, torch.Tensor, torch.device, torch.dtype, torch.layout,
+                              torch.memory_format, type(None), _Known))
+
 SPLITS = (EDGE.split_with_sizes_copy.default, EDGE.split_copy.Tensor)
+COPIES = (EDGE.expand_copy.default, EDGE.repeat.default)
+# torch.export's names for a tensor made in forward from literals: lifted by export, and as pt2e's quantized
+# program keeps them (get_attr _tensor_constant_N, lifted as buffer b__tensor_constant_N when exported again)
+QUANTIZATION_NAMESPACES = ("quantized_decomposed", "torchao", "quant")
+LIFTED_CONSTANTS = ("_lifted_tensor_constant", "b__tensor_constant_")
+POWERS = {2.0: EDGE.mul.Tensor, 0.5: EDGE.sqrt.default, -0.5: EDGE.rsqrt.default}
+BROADCASTING = (EDGE.add.Tensor, EDGE.sub.Tensor, EDGE.mul.Tensor, EDGE.div.Tensor, EDGE.maximum.default,
+                EDGE.minimum.default)
 
 
-def edge_passes() -> list[ExportPass]:
-    """The edge-graph passes for ``to_edge_transform_and_lower(..., transform_passes=edge_passes())``."""
-    return [SqueezeAsView(), RemoveNoopExpand(), SelectAsSliceView(), SplitAsSlices(), MeanAs4d(),
-            StridedSliceAsView(), RollAsSlices(), RemoveAliasCopy()]
+def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[ExportPass]:
+    """The edge-graph passes for ``to_edge_transform_and_lower(program, transform_passes=edge_passes(program))``
+    (``program``: where FoldShapeConstants finds the values of constants a quantized program keeps as buffers)."""
+    return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
+            PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
+            FoldShapeConstants(program_values(program)), RemoveAliasCopy()]

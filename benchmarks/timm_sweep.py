@@ -1,0 +1,251 @@
+"""Compatibility sweep (prints and writes a table, asserts nothing): the smallest image classifier of every timm
+architecture family, random weights, the recipe ``vitq new`` would write (the model's own preprocessing, no other
+setting), built through doit offline with every format: does each format build with default settings, and if not,
+the one-line reason.
+
+    .venv/bin/python benchmarks/timm_sweep.py [--families xcit,edgenext] [--jobs 2] [--out benchmarks/timm_sweep.md]
+                                              [--timeout 1800] [--keep DIR] [--list]
+
+A family is a timm model module (``timm.list_modules()``: vision_transformer, xcit, edgenext, ...); its member is
+chosen programmatically: every model the module registers is built on the meta device (no memory, no weights) and
+the one with the fewest parameters wins (ties: the shorter name; timm's ``test_*`` toy models are left out), unless
+MEMBERS below names one (about 5 minutes for all families on 2 cores). ``--list`` prints
+the chosen members and stops. Each family is one ``doit -c build:<family>`` in its own temporary VITQ_ARTIFACTS and
+VITQ_RECIPES (``--jobs`` builds run side by side, each its own doit database; no shared cache), its wall clock the
+build time. Columns per family: the timm model, its parameters, per format (.ptl: the int8 TorchScript chain; onnx:
+fp32 and int8; .pte: the ExecuTorch program that ships) ``ok``, or the one-line reason, or the gates it failed
+(the build finishes and its manifest says passed: false; e.g. more .pte nodes on portable kernels than the 5
+allowed), the .pte's graph nodes left
+on portable kernels over all its nodes, the sizes (fp32.safetensors, int8.ptl, int8.onnx, .pte, MB) and the build
+seconds. The same rows go to a JSON file beside the Markdown one. The full sweep takes hours on 2 cores: run it on a
+quiet machine; a subset with ``--families``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FORMATS = (".ptl", "onnx", ".pte")
+# doit task (stage) -> the format it belongs to; other stages (fp32, samples, eval, manifest) belong to all
+STAGE_FORMAT = {"int8": ".ptl", "optimized": ".ptl", "lite": ".ptl", "onnx_fp32": "onnx", "onnx_int8": "onnx",
+                "pte": ".pte", "pte_8da4w": ".pte", "pte_static_int8": ".pte", "pte_none": ".pte"}
+FORMAT_FILES = {".ptl": ("int8.ptl",), "onnx": ("fp32.onnx", "int8.onnx")}
+PTE_VARIANTS = (("pte", "int8.pte"), ("pte_8da4w", "8da4w.pte"), ("pte_static_int8", "static_int8.pte"),
+                ("pte_none", "fp32.pte"))  # vitq.variants' ExecuTorch candidates and their files
+# family -> timm model where the smallest by parameters is not the one to sweep: xcit_nano_12_p8_224 ties with p16
+# (same weights) but has 4x the tokens
+MEMBERS: dict[str, str] = {"xcit": "xcit_nano_12_p16_224"}
+TOY_PREFIX = "test_"  # timm's test_vit, test_convnext, ...: toy configurations for timm's own tests, not swept
+SKIPPED_MODULES = ()  # timm modules whose models are no image classifiers (none among timm's registered models)
+
+
+def families() -> list[str]:
+    import timm
+
+    return sorted(m for m in timm.list_modules() if m not in SKIPPED_MODULES and timm.list_models(module=m))
+
+
+def parameters(name: str) -> int | None:
+    """Parameters of a timm model with its default settings, built on the meta device; None if it does not build."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False)
+    except Exception:
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def smallest_member(family: str) -> tuple[str, int | None]:
+    """The family's model to sweep (MEMBERS, or the one with the fewest parameters) and its parameter count."""
+    import timm
+
+    if family in MEMBERS:
+        return MEMBERS[family], parameters(MEMBERS[family])
+    sized = [(count, len(name), name) for name in timm.list_models(module=family)
+             if not name.startswith(TOY_PREFIX) and (count := parameters(name)) is not None]
+    if not sized:
+        raise ValueError(f"{family}: no model builds")
+    count, _, name = min(sized)
+    return name, count
+
+
+def recipe_text(model: str) -> str:
+    """What ``vitq new`` writes for the model, its hub weights replaced by random ones (offline)."""
+    from vitq.model.model_recipe import model_section, preprocess_section
+
+    section = model_section(model)
+    return (f"model: {json.dumps(section)}\npreprocess: {json.dumps(preprocess_section(section))}\n"
+            "weights: {random: {seed: 0}}\nsamples: photos\n")
+
+
+def failures(output: str) -> dict[str, str]:
+    """Stage -> its one-line error, from doit's output (``TaskFailed - taskid:<stage>:<recipe>`` and the line
+    after it)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    found = {}
+    for i, line in enumerate(lines):
+        match = re.search(r"taskid:([^:\s]+)", line)
+        if line.startswith("TaskFailed") and match and i + 1 < len(lines):
+            found.setdefault(match.group(1), lines[i + 1][:300])
+    return found
+
+
+def megabytes(path: Path) -> float | None:
+    return round(path.stat().st_size / 1e6, 2) if path.is_file() and path.stat().st_size else None
+
+
+def failed_gates(folder: Path) -> list[str]:
+    """The manifest's failed checks (the build finishes, the manifest says passed: false), one line each."""
+    manifest = folder / "manifest.json"
+    checks = json.loads(manifest.read_text()).get("checks", []) if manifest.is_file() else []
+    return [f"{c['name']} {c['value']} (allowed {c['op']} {c['threshold']})" for c in checks if c["passed"] is False]
+
+
+def pte_result(folder: Path) -> tuple[str | None, dict | None, Path | None]:
+    """The shipped ExecuTorch program (the manifest's; without a manifest, the first candidate lowered) with its
+    delegation record, or else the first candidate's failure."""
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        shipped = [a for a in json.loads(manifest.read_text())["artifacts"] if a["format"] == "executorch"]
+        if shipped:
+            return None, shipped[0].get("delegation"), folder / shipped[0]["path"]
+    failed = None
+    for variant, name in PTE_VARIANTS:
+        record_path = folder / f"{variant.replace('_', '-')}-delegation.json"  # vitq.layout's delegation_of
+        record = json.loads(record_path.read_text()) if record_path.is_file() else None
+        if megabytes(folder / name) and record:
+            return None, record, folder / name
+        if record and record.get("failed") and failed is None:
+            failed = record["failed"]
+    return failed, None, None
+
+
+def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout: int) -> dict:
+    recipes, root = folder / family / "recipes", folder / family / "artifacts"
+    recipes.mkdir(parents=True, exist_ok=True)
+    row = {"family": family, "model": model, "parameters": count}
+    try:
+        (recipes / f"{family}.yaml").write_text(recipe_text(model))
+    except Exception as exc:
+        return {**row, "formats": dict.fromkeys(FORMATS, f"no recipe: {str(exc).splitlines()[0][:200]}"),
+                "seconds": 0}
+    env = {**os.environ, "VITQ_RECIPES": str(recipes), "VITQ_ARTIFACTS": str(root), "VITQ_PROGRESS": "off",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env.pop("VITQ_CACHE", None)
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "doit", "-c", "-f", str(REPO / "dodo.py"), f"build:{family}"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        output, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        output, code = f"TaskFailed - taskid:all:{family}\ntimed out after {timeout} s\n{exc.stdout or ''}", -1
+    seconds = round(time.perf_counter() - started)
+    (folder / family / "build.log").write_text(output)
+    failed = failures(output)
+    common = [reason for stage, reason in failed.items() if stage not in STAGE_FORMAT]
+    common += [g for g in failed_gates(root / family) if g.split(".")[0] not in STAGE_FORMAT]
+    out = root / family
+    formats, nodes = {}, None
+    for fmt in FORMATS:
+        stage_errors = [reason for stage, reason in failed.items() if STAGE_FORMAT.get(stage) == fmt]
+        if fmt == ".pte":
+            reason, record, _ = pte_result(out)
+            built = reason is None and record is not None
+            if record:
+                nodes = f"{record['portable_nodes']} / {record['portable_nodes'] + record['delegated_nodes']}"
+            reason = stage_errors[0] if stage_errors else reason
+        else:
+            built = all(megabytes(out / name) for name in FORMAT_FILES[fmt])
+            reason = stage_errors[0] if stage_errors else None
+        gates = [g for g in failed_gates(out) if STAGE_FORMAT.get(g.split(".")[0]) == fmt]
+        if built and not stage_errors and gates:
+            formats[fmt] = "built, gate failed: " + "; ".join(gates)
+        elif built and not stage_errors:
+            formats[fmt] = "ok"
+        else:
+            formats[fmt] = reason or (common[0] if common else f"not built (doit exit {code})")
+    pte_path = pte_result(out)[2]
+    sizes = {"fp32": megabytes(out / "fp32.safetensors"), ".ptl": megabytes(out / "int8.ptl"),
+             "onnx_int8": megabytes(out / "int8.onnx"), ".pte": megabytes(pte_path) if pte_path else None}
+    if code == 0 and any(v != "ok" for v in formats.values()):
+        common.append("doit succeeded but a file is missing")
+    return {**row, "formats": formats, "all_formats": all(v == "ok" for v in formats.values()),
+            "portable_nodes": nodes, "sizes_mb": sizes, "seconds": seconds, "other_errors": common}
+
+
+def markdown(rows: list[dict]) -> str:
+    header = ["family", "timm model", "params (M)", *FORMATS, ".pte portable / total nodes",
+              "fp32 MB", ".ptl MB", "int8 onnx MB", ".pte MB", "build s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        sizes = r.get("sizes_mb", {})
+        lines.append("| " + " | ".join([
+            r["family"], f"`{r['model']}`", f"{r['parameters'] / 1e6:.1f}" if r["parameters"] else "-",
+            *(cell(r["formats"][f]) for f in FORMATS), r.get("portable_nodes") or "-",
+            *(str(sizes.get(k) or "-") for k in ("fp32", ".ptl", "onnx_int8", ".pte")), str(r["seconds"])]) + " |")
+    good = sum(r.get("all_formats", False) for r in rows)
+    lines += ["", f"{good} of {len(rows)} families ({100 * good / max(len(rows), 1):.0f} %) build every format "
+              "with default settings."]
+    return "\n".join(lines) + "\n"
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", help="comma-separated timm modules (default: all; see --list)")
+    parser.add_argument("--jobs", type=int, default=1, help="builds side by side (default 1)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "timm_sweep.md",
+                        help="the Markdown table; the JSON goes beside it (default benchmarks/timm_sweep.md)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per family's build (default 1800)")
+    parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temporary folder)")
+    parser.add_argument("--list", action="store_true", help="print each family's member and stop")
+    args = parser.parse_args()
+    known = families()
+    chosen = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else known
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        parser.error(f"--families: unknown {', '.join(unknown)}; timm has {', '.join(known)}")
+    members = {f: smallest_member(f) for f in chosen}
+    if args.list:
+        for family, (model, count) in members.items():
+            print(f"{family}: {model} ({count / 1e6:.1f} M parameters)" if count else f"{family}: {model}")
+        return
+    with tempfile.TemporaryDirectory(prefix="vitq-timm-sweep-") as tmp:
+        folder = args.keep or Path(tmp)
+
+        def one(family: str) -> dict:
+            row = sweep_one(family, *members[family], folder, args.timeout)
+            print(f"{family} ({row['model']}): " + ", ".join(f"{f} {v}" for f, v in row["formats"].items())
+                  + f"; {row['seconds']} s", flush=True)
+            return row
+
+        with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            rows = list(pool.map(one, chosen))
+    table = markdown(rows)
+    print()
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("# timm compatibility sweep\n\nGenerated by `benchmarks/timm_sweep.py`; random weights, "
+                        "each family's smallest model with default settings.\n\n" + table)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -345,26 +345,6 @@ def test_roll_as_slices_keeps_an_index_that_is_no_rotation():
     assert count(edge.transform([RollAsSlices()]), "index_select") == 1
 
 
-def test_xnnpack_takes_every_mobile_pattern_and_executorch_runs_it():
-    """One small lowering with every edge pass: nothing left on portable kernels, the runtime's outputs as eager's."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
-
-    use_venv_flatc()
-    inputs = randn(1, 7, 5, 8, seed=6)
-    program = torch.export.export(Patterns(), (inputs,), strict=False)
-    with partitioner_reasons() as reasons:
-        edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])
-    delegation = delegation_record(edge.exported_program().graph_module, reasons)
-    assert delegation["portable_nodes"] == 0, delegation
-    got = run_lowered_once(edge.to_executorch().buffer, (inputs,))
-    with torch.no_grad():
-        want = Patterns()(inputs)
-    assert max(float((w - g).abs().max()) for w, g in zip(want, got, strict=True)) <= EXACT
-
-
 def test_run_lowered_once_names_the_runtimes_cause():
     with pytest.raises(LoweredProgramFails, match="does not run in ExecuTorch: .+"):
         run_lowered_once(b"not a program", (images(1),))
@@ -459,7 +439,9 @@ def test_fold_shape_constants_keeps_parameters_and_inputs():
     assert count(after, "permute_copy") == count(edge, "permute_copy") == 1
 
 
-def test_xnnpack_takes_every_norm_pattern_and_executorch_runs_it():
+@pytest.mark.parametrize(("module", "shape", "seed"), [(Patterns, (1, 7, 5, 8), 6), (NormPatterns, (1, 4, 5, 6), 7)],
+                         ids=["mobile", "norm"])
+def test_xnnpack_takes_every_pattern_and_executorch_runs_it(module, shape, seed):
     """One small lowering with every edge pass: nothing left on portable kernels, the runtime's outputs as eager's."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
@@ -467,15 +449,15 @@ def test_xnnpack_takes_every_norm_pattern_and_executorch_runs_it():
     from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
 
     use_venv_flatc()
-    inputs = randn(1, 4, 5, 6, seed=7)
-    program = torch.export.export(NormPatterns(), (inputs,), strict=False)
+    inputs = randn(*shape, seed=seed)
+    program = torch.export.export(module(), (inputs,), strict=False)
     with partitioner_reasons() as reasons:
         edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(), partitioner=[XnnpackPartitioner()])
     delegation = delegation_record(edge.exported_program().graph_module, reasons)
     assert delegation["portable_nodes"] == 0, delegation
     got = run_lowered_once(edge.to_executorch().buffer, (inputs,))
     with torch.no_grad():
-        want = NormPatterns()(inputs)
+        want = module()(inputs)
     assert max(float((w - g).abs().max()) for w, g in zip(want, got, strict=True)) <= EXACT
 
 

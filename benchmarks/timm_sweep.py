@@ -136,10 +136,11 @@ def pte_result(folder: Path) -> tuple[str | None, dict | None, Path | None]:
 
 def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout: int) -> dict:
     recipes, root = folder / family / "recipes", folder / family / "artifacts"
+    name = f"sweep_{family}"  # not a shipped recipe's name (timm's deit module is also recipes/deit.yaml)
     recipes.mkdir(parents=True, exist_ok=True)
     row = {"family": family, "model": model, "parameters": count}
     try:
-        (recipes / f"{family}.yaml").write_text(recipe_text(model))
+        (recipes / f"{name}.yaml").write_text(recipe_text(model))
     except Exception as exc:
         return {**row, "formats": dict.fromkeys(FORMATS, f"no recipe: {str(exc).splitlines()[0][:200]}"),
                 "seconds": 0}
@@ -148,7 +149,7 @@ def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout:
     env.pop("VITQ_CACHE", None)
     started = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "doit", "-c", "-f", str(REPO / "dodo.py"), f"build:{family}"],
+        proc = subprocess.run([sys.executable, "-m", "doit", "-c", "-f", str(REPO / "dodo.py"), f"build:{name}"],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         output, code = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
@@ -157,8 +158,8 @@ def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout:
     (folder / family / "build.log").write_text(output)
     failed = failures(output)
     common = [reason for stage, reason in failed.items() if stage not in STAGE_FORMAT]
-    common += [g for g in failed_gates(root / family) if g.split(".")[0] not in STAGE_FORMAT]
-    out = root / family
+    common += [g for g in failed_gates(root / name) if g.split(".")[0] not in STAGE_FORMAT]
+    out = root / name
     formats, nodes = {}, None
     for fmt in FORMATS:
         stage_errors = [reason for stage, reason in failed.items() if STAGE_FORMAT.get(stage) == fmt]

@@ -29,6 +29,19 @@ def test_fp32_stage_writes_the_seeded_weights_as_safetensors(tmp_path):
     assert all(torch.equal(saved[k], expected[k]) for k in saved)
 
 
+def test_fp32_weights_with_shared_tensors_are_saved_each_under_its_name(tmp_path):
+    """timm's CoaT shares one conv between blocks: safetensors refuses shared tensors (the fp32 stage crashed)."""
+    from vitq.stages.fp32 import _unshared
+
+    shared = torch.nn.Linear(4, 4)
+    state = torch.nn.Sequential(shared, torch.nn.ReLU(), shared).state_dict()
+    with pytest.raises(RuntimeError, match="share memory"):
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "plain.safetensors"))
+    save_file(_unshared(state), str(tmp_path / "w.safetensors"))
+    saved = load_file(str(tmp_path / "w.safetensors"))
+    assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
+
+
 def test_chain_produces_int8_torchscript_an_optimized_file_and_a_loadable_lite_file(tmp_path):
     recipe = tiny_recipe(tmp_path)
     paths = build(recipe, tmp_path / "out", CHAIN)

@@ -38,7 +38,7 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
 
 def save_fp32(model: torch.nn.Module, recipe: Recipe, out: Path) -> None:
     target = model.model if isinstance(model, networks.LogitsOnly) else model
-    state = {k: v.detach().contiguous() for k, v in target.state_dict().items()}
+    state = _unshared(target.state_dict())
     with torch.no_grad():
         classes = model(networks.example_input(recipe)).shape[-1]
     # One metadata key only: safetensors keeps metadata in a hash map, so the order of several keys
@@ -48,6 +48,18 @@ def save_fp32(model: torch.nn.Module, recipe: Recipe, out: Path) -> None:
     metadata = {METADATA_KEY: json.dumps(info, sort_keys=True)}
     with atomic_path(out) as tmp:
         save_file(state, str(tmp), metadata=metadata)
+
+
+def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict with a copy of every tensor whose memory an earlier one already holds: safetensors refuses
+    shared tensors (timm's CoaT shares one conv between blocks), and each name must load on its own."""
+    out, seen = {}, set()
+    for name, value in state.items():
+        value = value.detach().contiguous()
+        storage = value.untyped_storage().data_ptr()
+        out[name] = value.clone() if storage in seen else value
+        seen.add(storage)
+    return out
 
 
 def _train_seed(recipe: Recipe) -> int:

@@ -8,6 +8,8 @@ rewrites apply to this export only, so the TorchScript and ONNX files keep their
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import logging
 import os
 import re
@@ -19,7 +21,7 @@ from typing import Any
 
 import torch
 
-from vitq.errors import converting, quiet_stderr
+from vitq.errors import converting, first_line, quiet_stderr
 from vitq.model import networks
 from vitq.progress import Progress
 from vitq.recipe import Recipe
@@ -40,29 +42,60 @@ def export_executorch(recipe: Recipe, model: torch.nn.Module, strategy: str, cal
     runs it.
     """
     use_venv_flatc()
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    from vitq.model.pte_quantization import quantize_for_xnnpack
-    from vitq.model.xnnpack_rewrites import edge_passes, prepare_for_xnnpack
+    from vitq.model.pte_quantization import FLOAT_CONVS, float_conv_counts
+    from vitq.model.xnnpack_rewrites import prepare_for_xnnpack
 
     example = (networks.example_input(recipe),)
     pte_off = f"try executorch: {{quantize: none}}, {PTE_OFF}"
     with (Progress(3, unit="step") as progress, quiet_stderr(),  # a failure's fake-tensor log
           converting(recipe.path, "executorch", f"exporting {recipe.model.name} for ExecuTorch", pte_off)):
-        progress.step(f"export and quantize (torch.export, {strategy})")
-        program = quantize_for_xnnpack(prepare_for_xnnpack(model), example, strategy,
-                                       group_size=recipe.executorch.group_size, calibration=calibration,
-                                       keep_float=keep_float)
-        progress.step("lower (XNNPACK)")
-        with partitioner_reasons() as reasons:
-            edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
-                                              partitioner=[XnnpackPartitioner()])
-        delegation = delegation_record(edge.exported_program().graph_module, reasons)
-        progress.step("serialize (to_executorch)")
-        program = edge.to_executorch().buffer
-        run_lowered_once(program, example)  # XNNPACK 1.3.1 lowers programs its runtime then refuses
+        prepared = prepare_for_xnnpack(model)
+        lower = functools.partial(_lower, prepared, example, strategy, recipe.executorch.group_size, calibration,
+                                  keep_float)
+        try:
+            return lower(FLOAT_CONVS[0], progress)
+        except Exception as failure:
+            if strategy not in DYNAMIC_STRATEGIES:
+                raise
+            first = failure
+        # the dynamic strategies' convs: ExecuTorch 1.3.1 mishandles some (pte_quantization.FLOAT_CONVS), so more
+        # of them stay float, rule by rule, while that leaves more float than the rule before
+        counts = float_conv_counts(prepared, example)
+        for before, rule in itertools.pairwise(FLOAT_CONVS):
+            if counts[rule] > counts[before]:
+                with contextlib.suppress(Exception):
+                    program, delegation = lower(rule, None)
+                    return program, {**delegation, "float_convs": {
+                        "rule": rule, "convs": counts[rule], "why": f"with fewer: {first_line(first)[:200]}"}}
+        raise first
+
+
+DYNAMIC_STRATEGIES = ("dynamic_int8", "8da4w")  # activations quantized at run time: their convs may stay float
+
+
+def _lower(model: torch.nn.Module, example: tuple, strategy: str, group_size: int, calibration: torch.Tensor | None,
+           keep_float: tuple[str, ...], float_convs: str, progress: Progress | None) -> tuple[bytes, dict[str, Any]]:
+    """Quantize, lower and serialize ``model`` (rewritten for XNNPACK), then run the program once."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from vitq.model.pte_quantization import quantize_for_xnnpack
+    from vitq.model.xnnpack_rewrites import edge_passes
+
+    step = progress.step if progress is not None else lambda _text: None
+    step(f"export and quantize (torch.export, {strategy})")
+    program = quantize_for_xnnpack(model, example, strategy, group_size=group_size, calibration=calibration,
+                                   keep_float=keep_float, float_convs=float_convs)
+    step("lower (XNNPACK)")
+    with partitioner_reasons() as reasons:
+        edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
+                                          partitioner=[XnnpackPartitioner()])
+    delegation = delegation_record(edge.exported_program().graph_module, reasons)
+    step("serialize (to_executorch)")
+    program = edge.to_executorch().buffer
+    run_lowered_once(program, example)  # XNNPACK 1.3.1 lowers programs its runtime then refuses
     return program, delegation
+
 
 
 class LoweredProgramFails(RuntimeError):
@@ -70,32 +103,40 @@ class LoweredProgramFails(RuntimeError):
 
 
 def run_lowered_once(program: bytes, example: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    """Run the serialized program once on the example in ExecuTorch's runtime, as an app would; its outputs. Raise
+    """Run the serialized program once on the example in ExecuTorch's runtime, as an app would, in a process of its
+    own (vitq.model.pte_trial: the runtime may crash on a program it mishandles); its outputs. Raise
     LoweredProgramFails with the runtime's own cause (the first error line it logs, e.g. XNNPACK 1.3.1's
     "Propagating input shapes failed with code: xnn_status_invalid_parameter" for dynamically quantized
-    EfficientViT and TinyViT) when it does not run: lowering succeeds there, only execute() fails, and the
-    exception itself says only "method->execute() failed with error 0x1"."""
+    EfficientViT and TinyViT), or the signal that ended it, when it does not run: lowering succeeds there, only
+    execute() fails, and the exception itself says only "method->execute() failed with error 0x1"."""
+    import signal
+    import subprocess
     import tempfile
 
-    from executorch.runtime import Runtime
+    import numpy as np
 
-    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile(mode="w+") as log:
+    import vitq
+
+    with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "program.pte"
         path.write_bytes(program)
-        try:
-            with quiet_stderr(into=log):  # the runtime logs the cause from C++, on stderr
-                loaded = Runtime.get().load_program(path)  # the method runs inside the program's memory: keep both
-                outputs = loaded.load_method("forward").execute([t.contiguous() for t in example])
-        except Exception as exc:
-            failure: Exception | None = exc
-        else:
-            failure = None
-        if failure is not None:
-            log.seek(0)
-            causes = [line.strip() for line in log if "Error" in line or "failed" in line]
-            cause = causes[0] if causes else str(failure).splitlines()[0]
-            raise LoweredProgramFails(f"the lowered program does not run in ExecuTorch: {cause}") from None
-    return list(outputs)
+        inputs = []
+        for index, tensor in enumerate(example):
+            inputs.append(str(Path(folder) / f"input{index}.npy"))
+            np.save(inputs[-1], tensor.detach().contiguous().numpy())
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(vitq.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        trial = subprocess.run([sys.executable, "-m", "vitq.model.pte_trial", str(path), folder, *inputs],
+                               env=env, capture_output=True, text=True)
+        if trial.returncode < 0:
+            cause = f"the runtime crashed ({signal.Signals(-trial.returncode).name}) in its first execute()"
+            raise LoweredProgramFails(f"the lowered program does not run in ExecuTorch: {cause}")
+        if trial.returncode:
+            causes = [line.strip() for line in trial.stderr.splitlines() if "Error" in line or "failed" in line]
+            cause = causes[0] if causes else (trial.stderr.strip().splitlines() or ["no cause given"])[-1]
+            raise LoweredProgramFails(f"the lowered program does not run in ExecuTorch: {cause}")
+        count = len(list(Path(folder).glob("[0-9]*.npy")))
+        return [torch.from_numpy(np.load(Path(folder) / f"{index}.npy")) for index in range(count)]
 
 
 def delegation_record(graph_module: torch.fx.GraphModule, reasons: dict[str, str]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Iterable
 
 import torch
 
-from vitq.model.xnnpack_rewrites import NORMS_4D
+from vitq.model.xnnpack_rewrites import NORMS_4D, fold_joined_biases
 
 # In the order of what each asks of the caller: nothing (float, then int8 decided at run time), a group size,
 # calibration images.
@@ -50,17 +50,24 @@ REARRANGING = (torch.ops.aten.reshape.default, torch.ops.aten.view.default, torc
 # followed upwards from a conv's input, besides operators tagged pointwise: they keep the layout they are given
 SAME_LAYOUT = (torch.ops.aten.dropout.default, torch.ops.aten.batch_norm.default, torch.ops.aten.hardswish.default,
                torch.ops.aten.hardswish_.default)
+# Which convs the dynamic strategies leave float, from fewest to most: those of a rearranged input (REARRANGING,
+# always); also those whose input another operator reads too (CSPNeXt's split, a residual's branch point), where
+# ExecuTorch 1.3.1's channels-last pass makes one reader's input NHWC behind the others' back and XNNPACK then
+# refuses the program (pytorch/executorch#20376, in no release yet); all of them. executorch_export tries them in
+# this order and ships the first program that lowers and runs.
+FLOAT_CONVS = ("rearranged", "shared", "all")
 
 
 def quantize_for_xnnpack(model: torch.nn.Module, example: tuple, strategy: str, *, group_size: int = 32,
-                         calibration: Iterable[torch.Tensor] | None = None,
-                         keep_float: Collection[str] = ()) -> torch.export.ExportedProgram:
+                         calibration: Iterable[torch.Tensor] | None = None, keep_float: Collection[str] = (),
+                         float_convs: str = FLOAT_CONVS[0]) -> torch.export.ExportedProgram:
     """``model`` (rewritten by prepare_for_xnnpack, not changed here) exported with torch.export (non-strict) for
     ``example`` and quantized per ``strategy``: the program for ``to_edge_transform_and_lower``.
 
     ``calibration``: image batches for static_int8 (each image is run alone when the example is batch 1).
     ``keep_float``: module names (as ``model.named_modules()`` of this rewritten model gives them) left in float:
-    their Linears, and for the pt2e strategies any other operator inside them."""
+    their Linears, and for the pt2e strategies any other operator inside them. ``float_convs``: which convs the
+    dynamic strategies leave float (FLOAT_CONVS)."""
     check_strategy(strategy)
     kept = _check_keep_float(model, keep_float)
     if strategy == "8da4w":
@@ -71,12 +78,13 @@ def quantize_for_xnnpack(model: torch.nn.Module, example: tuple, strategy: str, 
         if not batches or not any(batch.shape[0] for batch in batches):
             raise ValueError("static_int8 needs calibration: image batches to measure activation ranges on")
     if strategy == "none":
-        return _export(model, example)
+        return _export_folded(model, example)
     if strategy == "8da4w":  # torchao for the Linears, then pt2e dynamic int8 for the (patch embedding) conv
-        linears = _export(quantize_8da4w(model, group_size, kept), example).module()
-        return _export(_quantize_pt2e(linears, example, None, kept, CONV_OPERATORS), example)
+        linears = _export_folded(quantize_8da4w(model, group_size, kept), example).module()
+        return _export(_quantize_pt2e(linears, example, None, kept, CONV_OPERATORS, float_convs), example)
     operators = STATIC_OPERATORS if strategy == "static_int8" else None
-    return _export(_quantize_pt2e(_export(model, example).module(), example, batches, kept, operators), example)
+    return _export(_quantize_pt2e(_export_folded(model, example).module(), example, batches, kept, operators,
+                                  float_convs), example)
 
 
 def check_strategy(strategy: str) -> None:
@@ -110,6 +118,14 @@ def _export(model: torch.nn.Module, example: tuple) -> torch.export.ExportedProg
     return torch.export.export(model, tuple(example), strict=False)
 
 
+def _export_folded(model: torch.nn.Module, example: tuple) -> torch.export.ExportedProgram:
+    """The exported program, with biases joined from parameters made constants (fold_joined_biases), re-exported
+    only where there were any."""
+    program = _export(model, example)
+    module = program.module()
+    return _export(module, example) if fold_joined_biases(module) else program
+
+
 def quantize_8da4w(model: torch.nn.Module, group_size: int = 32, keep_float: Collection[str] = ()) -> torch.nn.Module:
     """A copy of ``model`` with torchao int4 grouped weights (int8 per channel where ``group_size`` does not
     divide a Linear's input width) and per-token dynamic int8 activations, except modules in ``keep_float``.
@@ -136,7 +152,8 @@ def quantize_8da4w(model: torch.nn.Module, group_size: int = 32, keep_float: Col
 
 
 def _quantize_pt2e(module: torch.nn.Module, example: tuple, calibration: list[torch.Tensor] | None,
-                   keep_float: Collection[str], operators: Collection | None = None) -> torch.nn.Module:
+                   keep_float: Collection[str], operators: Collection | None = None,
+                   float_convs: str = FLOAT_CONVS[0]) -> torch.nn.Module:
     """XNNPACKQuantizer + prepare_pt2e / convert_pt2e on an exported module, on ``operators`` (None: every pattern
     the quantizer has): dynamic when ``calibration`` is None (one call on the example records the graph), else
     static with ranges observed on every calibration image."""
@@ -160,7 +177,7 @@ def _quantize_pt2e(module: torch.nn.Module, example: tuple, calibration: list[to
     # set_module_name(name, None) is refused ("not supported yet") in executorch 1.3.1: keep_float is a filter
     inside = [get_module_name_filter(name) for name in keep_float]
     quantizer.set_filter_function(lambda node: not any(within(node) for within in inside)
-                                  and not (dynamic and conv_of_rearranged_input(node)))
+                                  and not (dynamic and conv_left_float(node, float_convs)))
     prepared = prepare_pt2e(module, quantizer)
     with torch.no_grad():
         if dynamic:
@@ -169,6 +186,23 @@ def _quantize_pt2e(module: torch.nn.Module, example: tuple, calibration: list[to
             for images in _as_example_batches(calibration, example[0].shape[0]):
                 prepared(images, *example[1:])
     return convert_pt2e(prepared)
+
+
+def conv_left_float(node: torch.fx.Node, float_convs: str) -> bool:
+    """Whether the dynamic strategies leave ``node``, a conv, float under the rule ``float_convs`` (FLOAT_CONVS)."""
+    if node.op != "call_function" or node.target not in CONV_OPERATORS:
+        return False
+    if float_convs == "all":
+        return True
+    readers = [user for user in node.args[0].users if user.op == "call_function"]  # not export's input guards
+    shared = isinstance(node.args[0], torch.fx.Node) and len(readers) > 1
+    return conv_of_rearranged_input(node) or (float_convs == "shared" and shared)
+
+
+def float_conv_counts(model: torch.nn.Module, example: tuple) -> dict[str, int]:
+    """How many convs each FLOAT_CONVS rule leaves float in ``model`` (exported once, not quantized)."""
+    nodes = list(_export(model, example).module().graph.nodes)
+    return {rule: sum(conv_left_float(node, rule) for node in nodes) for rule in FLOAT_CONVS}
 
 
 def conv_of_rearranged_input(node: torch.fx.Node) -> bool:

@@ -281,6 +281,48 @@ def prepare_for_xnnpack(model: torch.nn.Module, inplace: bool = False) -> torch.
     return layer_norms_as_4d_means(target).eval()
 
 
+# aten operator -> the position of its bias argument
+BIAS_ARGUMENT = {torch.ops.aten.linear.default: 2, torch.ops.aten.conv1d.default: 2, torch.ops.aten.conv2d.default: 2,
+                 torch.ops.aten.addmm.default: 0}
+
+
+def fold_joined_biases(graph_module: torch.fx.GraphModule) -> bool:
+    """A bias joined from parameters and buffers in forward (BEiT's and EVA's ``cat((q_bias, k_bias, v_bias))``)
+    computed once into a buffer of ``graph_module`` (an exported program's ``.module()``); whether any was.
+    XNNPACK takes a linear only with a constant bias: without this its float linear stays on portable kernels and
+    its dynamically quantized one has no kernel at all. Before lowering: ExecuTorch decides which linears to keep
+    whole before any edge pass runs."""
+    graph, folded = graph_module.graph, False
+    for node in list(graph.nodes):
+        parts = node.args[0] if node.op == "call_function" and node.target == torch.ops.aten.cat.default else ()
+        if not parts or not all(isinstance(p, torch.fx.Node) and p.op == "get_attr" for p in parts) \
+                or not node.users or not all(_is_bias_of(node, user) for user in node.users):
+            continue
+        value = torch.cat([_attribute(graph_module, p.target) for p in parts], *node.args[1:]).detach().clone()
+        name = f"_joined_bias_{sum(1 for n, _ in graph_module.named_buffers() if n.startswith('_joined_bias_'))}"
+        graph_module.register_buffer(name, value)
+        with graph.inserting_before(node):
+            node.replace_all_uses_with(graph.get_attr(name))
+        graph.erase_node(node)
+        folded = True
+    if folded:
+        graph.eliminate_dead_code()
+        graph_module.recompile()
+    return folded
+
+
+def _is_bias_of(node: torch.fx.Node, user: torch.fx.Node) -> bool:
+    position = BIAS_ARGUMENT.get(user.target)
+    return position is not None and len(user.args) > position and user.args[position] is node \
+        and node not in user.args[:position] + user.args[position + 1:]
+
+
+def _attribute(module: torch.nn.Module, dotted: str) -> torch.Tensor:
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
 class SqueezeAsView(ExportPass):
     """squeeze_copy (qkv.unbind(0) exports as slice + squeeze) and unsqueeze_copy (XNNPACK takes it on the last
     dim only; Swin's masks and biases add a leading one) as the view_copy of its known output shape, which XNNPACK
@@ -483,6 +525,20 @@ class PowAsMul(ExportPass):
         if args[1] == 2.0:
             return super().call_operator(EDGE.mul.Tensor, (args[0], args[0]), {}, meta)
         return super().call_operator(POWERS[args[1]], (args[0],), {}, meta)
+
+
+class LargerOperandFirst(ExportPass):
+    """add and mul with the broadcast operand second: ``scale * x`` (HGNetV2's and CoaT's learnable scales) as
+    ``x * scale``, the same numbers. ExecuTorch 1.3.1's channels-last pass follows a dynamically quantized conv's
+    input up through each operator's first operand, and reaching a 1-D parameter that way it tries to make it
+    channels-last and fails ("required rank 4 tensor to use channels_last format")."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op in (EDGE.add.Tensor, EDGE.mul.Tensor) and kwargs.get("alpha", 1) == 1 and len(args) == 2 \
+                and all(hasattr(a, "to_tensor") for a in args) \
+                and args[0].to_tensor().numel() < args[1].to_tensor().numel():
+            args = (args[1], args[0])
+        return super().call_operator(op, args, kwargs, meta)
 
 
 class SumAsMean(ExportPass):
@@ -711,4 +767,4 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
     (``program``: where FoldShapeConstants finds the values of constants a quantized program keeps as buffers)."""
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
             PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
-            FoldShapeConstants(program_values(program)), RemoveAliasCopy()]
+            FoldShapeConstants(program_values(program)), LargerOperandFirst(), RemoveAliasCopy()]

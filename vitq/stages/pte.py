@@ -77,6 +77,8 @@ def _build(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: t
     program, delegation = export_executorch(recipe, model, strategy, calibration)
     target.write_bytes(program)
     quantization: dict[str, Any] = {"strategy": strategy, "keep_float": []}
+    if "float_convs" in delegation:  # convs left float so that XNNPACK runs the program (pte_quantization)
+        quantization["float_convs"] = delegation.pop("float_convs")
     if strategy == "8da4w":
         quantization["group_size"] = recipe.executorch.group_size
     if calibration is None or strategy == "none" or not recipe.accuracy_meaningful:  # as the gates: no agreement

@@ -1,0 +1,157 @@
+"""What ExecuTorch 1.3.1's XNNPACK gets wrong on timm models outside the eight families (issue 30's sweep), and what
+vitq does about it: a bias joined from parameters (BEiT, EVA) folded into a constant, a broadcast scale moved to
+the second operand (HGNetV2, CoaT), and dynamically quantized convs the runtime refuses (CSPNeXt, EfficientViT,
+EfficientFormerV2) left float until the program runs, each found by trying and recorded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vitq.model.executorch_export import LoweredProgramFails, run_lowered_once
+from vitq.model.pte_quantization import float_conv_counts, quantize_for_xnnpack
+from vitq.model.xnnpack_rewrites import LargerOperandFirst, edge_passes, prepare_for_xnnpack
+
+
+class JoinedBias(nn.Module):
+    """EVA's and BEiT's attention projection: F.linear with a bias joined from q_bias, a zero buffer and v_bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(16, 48, bias=False)
+        self.q_bias, self.v_bias = nn.Parameter(torch.randn(16)), nn.Parameter(torch.randn(16))
+        self.register_buffer("k_bias", torch.zeros(16), persistent=False)
+
+    def forward(self, x):
+        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        return nn.functional.linear(x, weight=self.qkv.weight, bias=bias)
+
+
+def conv_bn_silu(inputs: int, outputs: int, kernel: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(inputs, outputs, kernel, padding=kernel // 2, bias=False),
+                         nn.BatchNorm2d(outputs), nn.SiLU())
+
+
+class CrossStage(nn.Module):
+    """CSPNeXt's stage in small: one activation read by two convs, a residual around two more, then a cat."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.stem, self.final = conv_bn_silu(3, width, 3), conv_bn_silu(width, width)
+        self.short, self.main = conv_bn_silu(width, width // 2), conv_bn_silu(width, width // 2)
+        self.block = nn.Sequential(conv_bn_silu(width // 2, width // 2, 3), conv_bn_silu(width // 2, width // 2, 3))
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        main = self.main(x)
+        main = main + self.block(main)
+        return self.head(self.final(torch.cat([self.short(x), main], 1)).mean((2, 3)))
+
+
+def lowered(model: nn.Module, example: tuple, strategy: str, **kwargs) -> tuple[bytes, dict]:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from vitq.model.executorch_export import delegation_record, use_venv_flatc
+
+    use_venv_flatc()
+    program = quantize_for_xnnpack(prepare_for_xnnpack(model), example, strategy, **kwargs)
+    edge = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
+                                      partitioner=[XnnpackPartitioner()])
+    return edge.to_executorch().buffer, delegation_record(edge.exported_program().graph_module, {})
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+def test_a_bias_joined_from_parameters_is_folded_and_xnnpack_takes_the_linear(strategy):
+    """Without the fold the float linear stays on portable kernels and the quantized one has no kernel at all
+    ("Missing out variants: quantized_decomposed::...")."""
+    torch.manual_seed(0)
+    model, example = JoinedBias().eval(), (torch.randn(1, 5, 16),)
+    program, delegation = lowered(model, example, strategy)
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    got = run_lowered_once(program, example)[0]
+    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+
+
+def test_larger_operand_first_puts_a_broadcast_scale_second_and_computes_the_same():
+    from executorch.exir import to_edge
+
+    class Scaled(nn.Module):  # HGNetV2's learnable affine block
+        def __init__(self):
+            super().__init__()
+            self.scale, self.bias = nn.Parameter(torch.tensor([1.5])), nn.Parameter(torch.tensor([0.25]))
+
+        def forward(self, x):
+            return self.scale * x + self.bias
+
+    example = (torch.randn(1, 4, 5, 6),)
+    edge = to_edge(torch.export.export(Scaled().eval(), example, strict=False))
+    after = edge.transform([LargerOperandFirst()])
+    operators = [n for n in after.exported_program().graph.nodes if n.op == "call_function"]
+    assert [tuple(n.args[0].meta["val"].shape) for n in operators] == [(1, 4, 5, 6)] * 2
+    with torch.no_grad():
+        assert torch.equal(after.exported_program().module()(*example), edge.exported_program().module()(*example))
+
+
+@pytest.mark.heavy
+def test_convs_the_runtime_refuses_stay_float_until_the_program_runs():
+    """ExecuTorch 1.3.1 lowers CrossStage with every conv dynamically quantized, then its runtime refuses it; with
+    the convs whose input another operator reads too left float it runs, close to eager. When a release fixes
+    pytorch/executorch#20376 the first assertion fails: FLOAT_CONVS can then go."""
+    torch.manual_seed(0)
+    model, example = CrossStage().eval(), (torch.randn(1, 3, 32, 32),)
+    counts = float_conv_counts(prepare_for_xnnpack(model), example)
+    assert counts == {"rearranged": 0, "shared": 3, "all": 6}
+    refused, _ = lowered(model, example, "dynamic_int8")
+    with pytest.raises(LoweredProgramFails, match="xnn_status_invalid_parameter"):
+        run_lowered_once(refused, example)
+    program, delegation = lowered(model, example, "dynamic_int8", float_convs="shared")
+    assert delegation["portable_nodes"] == 0
+    with torch.no_grad():
+        want = model(*example)
+    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()
+
+
+@pytest.mark.heavy
+def test_export_executorch_records_the_convs_it_left_float(tmp_path):
+    """vitq's own export finds the rule by trying and says so in the delegation record (the manifest's)."""
+    from vitq.model.executorch_export import export_executorch
+    from vitq.recipe import load_recipe
+
+    from conftest import write_recipe
+
+    recipe = load_recipe(write_recipe(tmp_path, "csp", (
+        "model: {source: timm, name: resnet10t, kwargs: {num_classes: 10}}\nweights: {random: {seed: 0}}\n"
+        "preprocess: {resize: 36, crop: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}\nsamples: photos\n")))
+    torch.manual_seed(0)
+    program, delegation = export_executorch(recipe, CrossStage().eval(), "dynamic_int8")
+    assert delegation["float_convs"]["rule"] == "shared", delegation.get("float_convs")
+    assert delegation["float_convs"]["convs"] == 3
+    assert "xnn_status_invalid_parameter" in delegation["float_convs"]["why"]
+    assert run_lowered_once(program, (torch.randn(1, 3, 32, 32),))[0].shape == (1, 10)
+
+
+def test_a_runtime_crash_is_a_refusal_not_the_end_of_the_build(monkeypatch):
+    """The trial runs in a process of its own: a crash there (HGNetV2 aborted ExecuTorch 1.3.1's runtime) is
+    LoweredProgramFails naming the signal."""
+    monkeypatch.setattr("sys.executable", _crashing_python())
+    with pytest.raises(LoweredProgramFails, match=r"crashed \(SIGSEGV\)"):
+        run_lowered_once(b"any", (torch.zeros(1),))
+
+
+def _crashing_python() -> str:
+    """A stand-in interpreter that dies of SIGSEGV, as the runtime did."""
+    import os
+    import stat
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "python")
+    with open(path, "w") as script:
+        script.write("#!/bin/sh\nkill -SEGV $$\n")
+    os.chmod(path, stat.S_IRWXU)
+    return path

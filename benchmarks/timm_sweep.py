@@ -4,7 +4,7 @@ setting), built through doit offline with every format: does each format build w
 the one-line reason.
 
     .venv/bin/python benchmarks/timm_sweep.py [--families xcit,edgenext] [--jobs 2] [--out benchmarks/timm_sweep.md]
-                                              [--timeout 1800] [--keep DIR] [--list]
+                                              [--timeout 1800] [--keep DIR] [--list] [--merge | --rest]
 
 A family is a timm model module (``timm.list_modules()``: vision_transformer, xcit, edgenext, ...); its member is
 chosen programmatically: every model the module registers is built on the meta device (no memory, no weights) and
@@ -18,7 +18,8 @@ fp32 and int8; .pte: the ExecuTorch program that ships) ``ok``, or the one-line 
 allowed), the .pte's graph nodes left
 on portable kernels over all its nodes, the sizes (fp32.safetensors, int8.ptl, int8.onnx, .pte, MB) and the build
 seconds. The same rows go to a JSON file beside the Markdown one. The full sweep takes hours on 2 cores: run it on a
-quiet machine; a subset with ``--families``.
+quiet machine; a subset with ``--families`` (with ``--merge``, the other families' rows stay in the table), or
+what an interrupted sweep has not reached with ``--rest``.
 """
 
 from __future__ import annotations
@@ -217,9 +218,18 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per family's build (default 1800)")
     parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temporary folder)")
     parser.add_argument("--list", action="store_true", help="print each family's member and stop")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of families not swept this time from the existing JSON")
+    parser.add_argument("--rest", action="store_true",
+                        help="sweep only the families (of --families, or all) missing from the existing JSON; "
+                             "implies --merge")
     args = parser.parse_args()
     known = families()
     chosen = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else known
+    previous = json.loads(args.out.with_suffix(".json").read_text()) \
+        if (args.merge or args.rest) and args.out.with_suffix(".json").is_file() else []
+    if args.rest:
+        chosen = [f for f in chosen if f not in {r["family"] for r in previous}]
     unknown = sorted(set(chosen) - set(known))
     if unknown:
         parser.error(f"--families: unknown {', '.join(unknown)}; timm has {', '.join(known)}")
@@ -230,7 +240,8 @@ def main() -> None:
         return
     # smallest first: an interrupted sweep has covered the most families, and its table so far is on disk
     chosen.sort(key=lambda f: (members[f][1] is None, members[f][1] or 0, f))
-    rows: list[dict] = []
+    rows: list[dict] = [r for r in previous if r["family"] not in chosen and r["family"] in known]
+    planned = len(rows) + len(chosen)
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="vitq-timm-sweep-") as tmp:
         folder = args.keep or Path(tmp)
@@ -241,7 +252,7 @@ def main() -> None:
                   + f"; {row['seconds']} s", flush=True)
             with lock:
                 rows.append(row)
-                write_tables(sorted(rows, key=lambda r: r["family"]), args.out, len(chosen))
+                write_tables(sorted(rows, key=lambda r: r["family"]), args.out, planned)
 
         with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
             list(pool.map(one, chosen))

@@ -39,6 +39,20 @@ def test_a_failed_check_is_one_line_with_value_and_threshold(tmp_path):
                                 "check failed: onnx_fp32.max_abs_logit_diff = 0.5, needs <= 0.0001"]
 
 
+def test_the_onnx_float_tolerance_grows_with_the_logits_scale(tmp_path):
+    """Untrained MobileOne: logits up to 2e7, ONNX Runtime 10 off torch (float32 rounding, 5e-7 of the scale);
+    a trained model's logits of about 10 keep the absolute 1e-4."""
+    recipe = tiny_recipe(tmp_path)
+
+    def onnx_check(largest, diff):
+        found = metrics(recipe, fp32__max_abs_logit=largest, onnx_fp32__max_abs_logit_diff=diff)
+        return next(c for c in run_checks(recipe, found) if c["name"] == "onnx_fp32.max_abs_logit_diff")
+
+    assert (onnx_check(2.1e7, 10.0)["threshold"], onnx_check(2.1e7, 10.0)["passed"]) == (210.0, True)
+    assert (onnx_check(83.0, 2.6e-4)["threshold"], onnx_check(83.0, 2.6e-4)["passed"]) == (0.00083, True)
+    assert (onnx_check(2.1e7, 500.0)["passed"], onnx_check(9.5, 2e-4)["threshold"]) == (False, 1e-4)
+
+
 def test_random_weights_make_accuracy_checks_not_applicable_but_keep_numerical_ones(tmp_path):
     recipe = tiny_recipe(tmp_path)
     checks = {c["name"]: c for c in run_checks(recipe, metrics(recipe, lite__top1=0.1, onnx_fp32__agreement=0.5))}
@@ -54,7 +68,7 @@ def test_the_manifest_stage_writes_a_failed_manifest_and_report_then_fails_in_on
     folder = tmp_path / "copy"
     shutil.copytree(tiny_build.root.parent.parent, folder)
     recipe_file = folder / "tiny.yaml"
-    recipe_file.write_text(recipe_file.read_text() + "checks: {onnx_atol: 1.0e-15}\n")
+    recipe_file.write_text(recipe_file.read_text() + "checks: {onnx_atol: 1.0e-15, onnx_rtol: 0}\n")
     paths = ArtifactPaths.for_recipe(folder / "artifacts", "tiny")
     with pytest.raises(GateError) as info:
         run_stage("manifest", load_recipe(recipe_file), paths)

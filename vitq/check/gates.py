@@ -6,6 +6,7 @@ match the reference, every quantized variant must agree with it and keep its acc
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from vitq.recipe import Recipe
@@ -27,13 +28,21 @@ def run_checks(recipe: Recipe, metrics: dict[str, dict[str, Any]]) -> list[dict[
         m = metrics[variant.id]
         quantized = variant.is_quantized(recipe)
         if not quantized and variant.shipped:  # an exported float file: must compute what fp32 does
-            checks.append(gate(f"{variant.id}.max_abs_logit_diff", m["max_abs_logit_diff"], limits.onnx_atol, "<="))
+            checks.append(gate(f"{variant.id}.max_abs_logit_diff", m["max_abs_logit_diff"],
+                               float_tolerance(recipe, metrics[REFERENCE]), "<="))
             checks.append(gate(f"{variant.id}.agreement", m["agreement"], 1.0, ">="))
         elif quantized:
             drop = round(reference_top1 - m["top1"], 6)
             checks.append(gate(f"{variant.id}.agreement", m["agreement"], limits.min_agreement, ">=", meaningful))
             checks.append(gate(f"{variant.id}.accuracy_drop", drop, limits.max_accuracy_drop, "<=", meaningful))
     return checks
+
+
+def float_tolerance(recipe: Recipe, reference: dict[str, Any]) -> float:
+    """The |logit| difference an exported float file may have against fp32: ``checks.onnx_atol``, or
+    ``checks.onnx_rtol`` of fp32's largest |logit| (``max_abs_logit``) where that is more."""
+    relative = Decimal(repr(recipe.checks.onnx_rtol)) * Decimal(repr(reference.get("max_abs_logit", 0.0)))
+    return max(recipe.checks.onnx_atol, float(relative))  # in decimal: 1e-5 of 2.1e7 is 210, not 210.00000000000003
 
 
 def build_path_check(found: dict[str, list[str]], forbidden: dict[str, str]) -> dict[str, Any]:

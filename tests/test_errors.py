@@ -85,6 +85,8 @@ def test_display_path_is_relative_under_the_working_directory_and_absolute_elsew
 def test_first_line_keeps_the_first_line_of_a_library_message_or_its_class():
     assert first_line(RuntimeError("\n  Dynamic control flow is not supported\nlong explanation\n")) == (
         "Dynamic control flow is not supported")
+    assert first_line(RuntimeError("Failed to decompose. \x1b[96mThis is step 2/3\x1b[0m of exporting")) == (
+        "Failed to decompose. This is step 2/3 of exporting")
     assert first_line(ValueError("")) == "ValueError"
     assert first_line(KeyError()) == "KeyError"
     assert first_line(KeyError("fp32")) == "'fp32'"

@@ -11,7 +11,13 @@ from torch import nn
 
 from vitq.model.executorch_export import LoweredProgramFails, run_lowered_once
 from vitq.model.pte_quantization import float_conv_counts, quantize_for_xnnpack
-from vitq.model.xnnpack_rewrites import LargerOperandFirst, edge_passes, prepare_for_xnnpack
+from vitq.model.xnnpack_rewrites import (
+    LargerOperandFirst,
+    SingleTensorCat,
+    UnpaddedAvgPool,
+    edge_passes,
+    prepare_for_xnnpack,
+)
 
 
 class JoinedBias(nn.Module):
@@ -155,3 +161,38 @@ def _crashing_python() -> str:
         script.write("#!/bin/sh\nkill -SEGV $$\n")
     os.chmod(path, stat.S_IRWXU)
     return path
+
+
+class DenseTransition(nn.Module):
+    """DenseNet's two leftovers: a block's first layer joining a list of one tensor, and a transition's unpadded
+    average pool (count_include_pad=True by default); a padded pool and a ceil-mode pool that must stay as they are."""
+
+    def forward(self, x):
+        joined = torch.cat([x], 1)
+        return (nn.functional.avg_pool2d(joined, 2, 2), nn.functional.avg_pool2d(x, 3, 1, padding=1),
+                nn.functional.avg_pool2d(x, 2, 2, ceil_mode=True))
+
+
+def test_densenets_single_cat_and_unpadded_pool_become_what_xnnpack_takes():
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge, to_edge_transform_and_lower
+
+    from vitq.model.executorch_export import delegation_record, partitioner_reasons
+
+    example = (torch.randn(1, 4, 7, 7),)
+    program = torch.export.export(DenseTransition().eval(), example, strict=False)
+    edge = to_edge(program)
+    after = edge.transform([SingleTensorCat(), UnpaddedAvgPool()])
+    nodes = [n for n in after.exported_program().graph.nodes if n.op == "call_function"]
+    assert not [n for n in nodes if "cat" in str(n.target)]
+    assert [bool(n.args[5]) if len(n.args) > 5 else True for n in nodes if "avg_pool2d" in str(n.target)] == [
+        False, True, True]
+    with torch.no_grad():
+        for want, got in zip(edge.exported_program().module()(*example), after.exported_program().module()(*example),
+                             strict=True):
+            assert torch.equal(want, got)
+    with partitioner_reasons() as reasons:
+        lowered = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
+                                              partitioner=[XnnpackPartitioner()])
+    left = delegation_record(lowered.exported_program().graph_module, reasons)["portable_operators"]
+    assert left == {"aten_avg_pool2d_default": 2}, left  # the padded and the ceil-mode one: XNNPACK refuses both

@@ -19,6 +19,7 @@ from vitq.model.xnnpack_rewrites import (
     FoldShapeConstants,
     FusedQkvAttention,
     GroupNorm4d,
+    LargerOperandFirst,
     LayerNorm4d,
     LinearSelfAttentionMeans,
     MeanAs4d,
@@ -27,10 +28,12 @@ from vitq.model.xnnpack_rewrites import (
     RemoveNoopExpand,
     RollAsSlices,
     SelectAsSliceView,
+    SingleTensorCat,
     SplitAsSlices,
     SqueezeAsView,
     StridedSliceAsView,
     SumAsMean,
+    UnpaddedAvgPool,
     VarAsMeans,
     edge_passes,
     folded_relative_position_biases,
@@ -408,7 +411,8 @@ def test_norm_edge_pass_removes_its_pattern_and_keeps_the_output(edge_norm_patte
     assert outputs_diff(edge_norm_patterns, after, randn(1, 4, 5, 6, seed=7)) <= EXACT
 
 
-@pytest.mark.parametrize("edge_pass", [PowAsMul, SumAsMean, ExpandAsBroadcast, FoldShapeConstants, VarAsMeans])
+@pytest.mark.parametrize("edge_pass", [PowAsMul, SumAsMean, ExpandAsBroadcast, FoldShapeConstants, VarAsMeans,
+                                       LargerOperandFirst, UnpaddedAvgPool, SingleTensorCat])
 def test_norm_edge_pass_leaves_a_vit_without_the_pattern_alone(edge_timm, edge_pass):
     """The ViT (the digits build's kind) has none of these patterns: each pass gives it back node for node."""
     def nodes(edge):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,8 +126,11 @@ def quiet_stderr(into: IO[str] | None = None) -> Iterator[None]:
 def first_line(exc: BaseException) -> str:
     """What a library's exception says, cut to its first line (its class name when it says nothing): the part
     that goes into a one-line error."""
-    lines = str(exc).strip().splitlines()
+    lines = TERMINAL_STYLES.sub("", str(exc)).strip().splitlines()  # torch.onnx colours its messages
     return lines[0] if lines else exc.__class__.__name__
+
+
+TERMINAL_STYLES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # ANSI colour and style sequences
 
 
 def one_line(text: str) -> str:

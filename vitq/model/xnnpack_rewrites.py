@@ -541,6 +541,38 @@ class LargerOperandFirst(ExportPass):
         return super().call_operator(op, args, kwargs, meta)
 
 
+class UnpaddedAvgPool(ExportPass):
+    """avg_pool2d without padding (DenseNet's transitions) told not to count padding: with none there is nothing
+    to count, the same averages, and XNNPACK refuses the default count_include_pad=True ("zero-padding in the
+    averaging calculation is not supported"). Not with ceil_mode, whose last window may reach past the edge."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op == EDGE.avg_pool2d.default:
+            padding = _pair(args[3]) if len(args) > 3 else [0, 0]
+            ceil_mode = len(args) > 4 and bool(args[4])
+            if not any(padding) and not ceil_mode and (len(args) < 6 or args[5]):
+                kernel = _pair(args[1])
+                stride = _pair(args[2]) if len(args) > 2 and args[2] else kernel  # XNNPACK reads two of each
+                args = (args[0], kernel, stride, padding, False, False, *args[6:])
+        return super().call_operator(op, args, kwargs, meta)
+
+
+def _pair(value) -> list[int]:
+    """A pooling size as its two values (torch accepts one for both)."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return values * 2 if len(values) == 1 else values
+
+
+class SingleTensorCat(ExportPass):
+    """cat of one tensor (DenseNet's first layer of each block joins its inputs, a list of one) is that tensor:
+    XNNPACK's cat takes 2 to 5."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op == EDGE.cat.default and len(args[0]) == 1:
+            return args[0][0]
+        return super().call_operator(op, args, kwargs, meta)
+
+
 class SumAsMean(ExportPass):
     """sum.dim_IntList over named dims of a float tensor (the norms' sums of squares; XNNPACK has no sum) as the
     mean over the same dims times their number: MeanAs4d, after this pass, makes the mean XNNPACK's 4-D one."""
@@ -767,4 +799,5 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
     (``program``: where FoldShapeConstants finds the values of constants a quantized program keeps as buffers)."""
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
             PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
-            FoldShapeConstants(program_values(program)), LargerOperandFirst(), RemoveAliasCopy()]
+            FoldShapeConstants(program_values(program)), LargerOperandFirst(), UnpaddedAvgPool(),
+            SingleTensorCat(), RemoveAliasCopy()]

@@ -158,8 +158,8 @@ def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout:
     seconds = round(time.perf_counter() - started)
     (folder / family / "build.log").write_text(output)
     failed = failures(output)
-    common = [reason for stage, reason in failed.items() if stage not in STAGE_FORMAT]
-    common += [g for g in failed_gates(root / name) if g.split(".")[0] not in STAGE_FORMAT]
+    shared_stages = [reason for stage, reason in failed.items() if stage not in STAGE_FORMAT]  # eval, manifest...
+    common = shared_stages + [g for g in failed_gates(root / name) if g.split(".")[0] not in STAGE_FORMAT]
     out = root / name
     formats, nodes = {}, None
     for fmt in FORMATS:
@@ -174,7 +174,9 @@ def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout:
             built = all(megabytes(out / name) for name in FORMAT_FILES[fmt])
             reason = stage_errors[0] if stage_errors else None
         gates = [g for g in failed_gates(out) if STAGE_FORMAT.get(g.split(".")[0]) == fmt]
-        if built and not stage_errors and gates:
+        if built and not stage_errors and shared_stages:  # no evaluation or manifest: nothing was checked
+            formats[fmt] = f"built, not checked: {shared_stages[0]}"
+        elif built and not stage_errors and gates:
             formats[fmt] = "built, gate failed: " + "; ".join(gates)
         elif built and not stage_errors:
             formats[fmt] = "ok"
@@ -185,7 +187,7 @@ def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout:
              "onnx_int8": megabytes(out / "int8.onnx"), ".pte": megabytes(pte_path) if pte_path else None}
     if code == 0 and any(v != "ok" for v in formats.values()):
         common.append("doit succeeded but a file is missing")
-    return {**row, "formats": formats, "all_formats": all(v == "ok" for v in formats.values()),
+    return {**row, "formats": formats, "all_formats": not common and all(v == "ok" for v in formats.values()),
             "portable_nodes": nodes, "sizes_mb": sizes, "seconds": seconds, "other_errors": common}
 
 

@@ -196,3 +196,44 @@ def test_densenets_single_cat_and_unpadded_pool_become_what_xnnpack_takes():
                                               partitioner=[XnnpackPartitioner()])
     left = delegation_record(lowered.exported_program().graph_module, reasons)["portable_operators"]
     assert left == {"aten_avg_pool2d_default": 2}, left  # the padded and the ceil-mode one: XNNPACK refuses both
+
+
+class Outlier(nn.Module):
+    """A conv whose input has one channel 1e4 times the others (which it does not read): dynamically quantized
+    with one scale per tensor, the channels it reads round to nothing, and its program computes something else."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain, self.conv, self.head = nn.Conv2d(3, 3, 1), nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 10)
+        with torch.no_grad():
+            self.gain.weight.copy_(torch.diag(torch.tensor([1e4, 1.0, 1.0])).view(3, 3, 1, 1))
+            self.gain.bias.zero_()
+            self.conv.weight[:, 0] = 0.0
+            self.conv.bias.zero_()
+            self.head.bias.zero_()
+
+    def forward(self, x):
+        return self.head(self.conv(self.gain(x)).mean((2, 3)))
+
+
+@pytest.mark.heavy
+def test_a_program_off_the_model_on_the_example_is_rebuilt_with_float_convs(tmp_path):
+    """Not only a refusal: a dynamic program whose logits are more than 10 % off the model's on the example is
+    rebuilt with more convs float, and the record says why."""
+    from vitq.model.executorch_export import export_executorch
+    from vitq.recipe import load_recipe
+
+    from conftest import write_recipe
+
+    recipe = load_recipe(write_recipe(tmp_path, "outlier", (
+        "model: {source: timm, name: resnet10t, kwargs: {num_classes: 10}}\nweights: {random: {seed: 0}}\n"
+        "preprocess: {resize: 36, crop: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}\nsamples: photos\n")))
+    torch.manual_seed(0)
+    model = Outlier().eval()
+    program, delegation = export_executorch(recipe, model, "dynamic_int8")
+    assert delegation["float_convs"]["rule"] == "all", delegation.get("float_convs")
+    assert "differ from the model's" in delegation["float_convs"]["why"]
+    example = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        want = model(example)
+    assert (run_lowered_once(program, (example,))[0] - want).abs().max().item() <= 0.01 * want.abs().max().item()

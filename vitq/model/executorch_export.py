@@ -32,10 +32,11 @@ TUPLE_UNPACKING = "getitem"  # unpacks a delegate's outputs: no compute, not cou
 
 
 def export_executorch(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: torch.Tensor | None = None,
-                      keep_float: tuple[str, ...] = ()) -> tuple[bytes, dict[str, Any]]:
+                      keep_float: tuple[str, ...] = (), image: torch.Tensor | None = None) -> tuple[bytes, dict[str, Any]]:
     """The model as an ExecuTorch program lowered to XNNPACK, quantized per ``strategy`` (one of the recipe's
     candidates, vitq.model.pte_quantization; ``calibration``: image batch for static_int8; ``keep_float``: layers
-    left in float); with what the partitioner delegated (nodes per operator, and why any stayed out).
+    left in float; ``image``: a preprocessed batch of one the program is tried on, a seeded random one if None);
+    with what the partitioner delegated (nodes per operator, and why any stayed out).
 
     xnnpack rewrites -> torch.export (non-strict: transformers' forward takes keywords) and quantization ->
     to_edge_transform_and_lower(edge passes, XnnpackPartitioner) -> to_executorch. Exported for batch 1, as an app
@@ -50,32 +51,50 @@ def export_executorch(recipe: Recipe, model: torch.nn.Module, strategy: str, cal
     with (Progress(3, unit="step") as progress, quiet_stderr(),  # a failure's fake-tensor log
           converting(recipe.path, "executorch", f"exporting {recipe.model.name} for ExecuTorch", pte_off)):
         prepared = prepare_for_xnnpack(model)
-        lower = functools.partial(_lower, prepared, example, strategy, recipe.executorch.group_size, calibration,
-                                  keep_float)
+        # not the example: zeros, on which a broken program may still look right
+        trial = image if image is not None else torch.randn(example[0].shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            expected = prepared(trial)
+        lower = functools.partial(_lower, prepared, example, (trial, expected), strategy,
+                                  recipe.executorch.group_size, calibration, keep_float)
+        if strategy not in DYNAMIC_STRATEGIES:
+            return lower(FLOAT_CONVS[0], progress)[:2]
+        # the dynamic strategies' convs: ExecuTorch 1.3.1 mishandles some (pte_quantization.FLOAT_CONVS), refusing
+        # the program, crashing on it or computing something else, so more of them stay float, rule by rule, while
+        # that leaves more float than the rule before. A program that is only off is kept if no rule does better:
+        # the pte stage's check on a real image then says how far off it is.
+        first: Exception | str
+        kept: tuple[bytes, dict[str, Any]] | None = None
         try:
-            return lower(FLOAT_CONVS[0], progress)
+            program, delegation, off = lower(FLOAT_CONVS[0], progress)
+            if off is None:
+                return program, delegation
+            first, kept = off, (program, delegation)
         except Exception as failure:
-            if strategy not in DYNAMIC_STRATEGIES:
-                raise
             first = failure
-        # the dynamic strategies' convs: ExecuTorch 1.3.1 mishandles some (pte_quantization.FLOAT_CONVS), so more
-        # of them stay float, rule by rule, while that leaves more float than the rule before
         counts = float_conv_counts(prepared, example)
         for before, rule in itertools.pairwise(FLOAT_CONVS):
             if counts[rule] > counts[before]:
                 with contextlib.suppress(Exception):
-                    program, delegation = lower(rule, None)
-                    return program, {**delegation, "float_convs": {
-                        "rule": rule, "convs": counts[rule], "why": f"with fewer: {first_line(first)[:200]}"}}
+                    program, delegation, off = lower(rule, None)
+                    if off is None:
+                        why = first if isinstance(first, str) else first_line(first)
+                        return program, {**delegation, "float_convs": {
+                            "rule": rule, "convs": counts[rule], "why": f"with fewer: {why[:200]}"}}
+        if kept is not None:
+            return kept
         raise first
 
 
 DYNAMIC_STRATEGIES = ("dynamic_int8", "8da4w")  # activations quantized at run time: their convs may stay float
 
 
-def _lower(model: torch.nn.Module, example: tuple, strategy: str, group_size: int, calibration: torch.Tensor | None,
-           keep_float: tuple[str, ...], float_convs: str, progress: Progress | None) -> tuple[bytes, dict[str, Any]]:
-    """Quantize, lower and serialize ``model`` (rewritten for XNNPACK), then run the program once."""
+def _lower(model: torch.nn.Module, example: tuple, trial: tuple[torch.Tensor, torch.Tensor], strategy: str,
+           group_size: int, calibration: torch.Tensor | None, keep_float: tuple[str, ...], float_convs: str,
+           progress: Progress | None) -> tuple[bytes, dict[str, Any], str | None]:
+    """Quantize, lower and serialize ``model`` (rewritten for XNNPACK) for ``example``, then run the program once on
+    ``trial``'s input; with how far its logits are from the model's (``trial``'s second) where that is more than
+    OFF_FROM_FP32, else None."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
@@ -93,8 +112,15 @@ def _lower(model: torch.nn.Module, example: tuple, strategy: str, group_size: in
     delegation = delegation_record(edge.exported_program().graph_module, reasons)
     step("serialize (to_executorch)")
     program = edge.to_executorch().buffer
-    run_lowered_once(program, example)  # XNNPACK 1.3.1 lowers programs its runtime then refuses
-    return program, delegation
+    inputs, expected = trial
+    got = run_lowered_once(program, (inputs,))[0]  # XNNPACK 1.3.1 lowers programs its runtime then refuses
+    diff, scale = float((got - expected).abs().max()), float(expected.abs().max())
+    off = (f"the lowered program's logits differ from the model's by {diff:.3g} on the trial image (largest "
+           f"|logit| {scale:.3g})") if diff > OFF_FROM_FP32 * max(scale, 1e-6) else None
+    return program, delegation, off
+
+
+OFF_FROM_FP32 = 0.1  # of the largest |logit|: a quantized program further off computes something else
 
 
 

@@ -23,14 +23,14 @@ from vitq.errors import RecipeError, converting
 from vitq.fileio import atomic_path, write_json
 from vitq.layout import CALIBRATION, SAMPLES
 from vitq.model import networks
-from vitq.model.executorch_export import PTE_OFF, export_executorch
+from vitq.model.executorch_export import OFF_FROM_FP32, PTE_OFF, export_executorch
 from vitq.model.preprocess import load_batch
 from vitq.model.runtimes import load_pte
 from vitq.model.samples import read_samples
 from vitq.recipe import Recipe
 from vitq.variants import BY_ID
 
-TOLERANCE = 0.1  # of the largest |logit|: dynamic int8 vs float, on one image; eval measures the real error
+TOLERANCE = OFF_FROM_FP32  # of the largest |logit|: quantized vs float, on one image; eval measures the real error
 
 
 def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> str:
@@ -42,7 +42,8 @@ def run(recipe: Recipe, inputs: dict[str, Path], outputs: dict[str, Path]) -> st
     failed = None
     with atomic_path(outputs[variant_id]) as tmp:
         try:
-            delegation, quantization = _build(recipe, model, strategy, calibration, tmp)
+            delegation, quantization = _build(recipe, model, strategy, calibration, tmp,
+                                              load_batch(recipe.preprocess, [sample]))
             diff = _check(recipe, model, strategy, tmp, sample)
         except RecipeError as exc:
             if recipe.lone_pte_candidate:
@@ -71,10 +72,11 @@ def calibration_batch(recipe: Recipe, listing: Path) -> torch.Tensor:
 
 
 def _build(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: torch.Tensor | None,
-           target: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+           target: Path, image: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the candidate's program to ``target``, with layers kept in float while it disagrees with fp32 on the
-    calibration images (and the bound allows); its delegation record and how it was quantized."""
-    program, delegation = export_executorch(recipe, model, strategy, calibration)
+    calibration images (and the bound allows); its delegation record and how it was quantized. ``image``: the
+    sample the program is tried on while it is made (export_executorch)."""
+    program, delegation = export_executorch(recipe, model, strategy, calibration, image=image)
     target.write_bytes(program)
     quantization: dict[str, Any] = {"strategy": strategy, "keep_float": []}
     if "float_convs" in delegation:  # convs left float so that XNNPACK runs the program (pte_quantization)
@@ -87,7 +89,7 @@ def _build(recipe: Recipe, model: torch.nn.Module, strategy: str, calibration: t
     bound = recipe.executorch.max_float_layers
     if agreement < recipe.checks.min_agreement and bound:
         for kept in _keep_float_steps(recipe, model, strategy, calibration, bound):
-            program, delegation = export_executorch(recipe, model, strategy, calibration, keep_float=kept)
+            program, delegation = export_executorch(recipe, model, strategy, calibration, keep_float=kept, image=image)
             target.write_bytes(program)
             agreement, quantization["keep_float"] = _agreement(model, target, calibration), list(kept)
             if agreement >= recipe.checks.min_agreement:

@@ -5,6 +5,7 @@ the one-line reason.
 
     .venv/bin/python benchmarks/timm_sweep.py [--families xcit,edgenext] [--jobs 2] [--out benchmarks/timm_sweep.md]
                                               [--timeout 1800] [--keep DIR] [--list] [--merge | --rest]
+                                              [--reclassify KEPT_DIR]
 
 A family is a timm model module (``timm.list_modules()``: vision_transformer, xcit, edgenext, ...); its member is
 chosen programmatically: every model the module registers is built on the meta device (no memory, no weights) and
@@ -157,10 +158,29 @@ def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout:
         output, code = f"TaskFailed - taskid:all:{family}\ntimed out after {timeout} s\n{exc.stdout or ''}", -1
     seconds = round(time.perf_counter() - started)
     (folder / family / "build.log").write_text(output)
+    (folder / family / "build.json").write_text(json.dumps({"code": code, "seconds": seconds}))
+    return classify(row, folder / family, output, code, seconds)
+
+
+def reclassify(folder: Path, row: dict) -> dict:
+    """A kept family folder's row again, from its build.log (after a change to how rows are read)."""
+    kept = json.loads((folder / "build.json").read_text()) if (folder / "build.json").is_file() else {}
+    output = (folder / "build.log").read_text()
+    code = kept.get("code", 1 if "TaskFailed" in output else 0)
+    return classify({k: row[k] for k in ("family", "model", "parameters")}, folder, output, code,
+                    kept.get("seconds", row["seconds"]))
+
+
+def classify(row: dict, folder: Path, output: str, code: int, seconds: int) -> dict:
+    """The family's row: per format ok, the one-line reason, or the failed gates; nodes, sizes, seconds."""
+    name = f"sweep_{row['family']}"
+    root = folder / "artifacts"
     failed = failures(output)
-    shared_stages = [reason for stage, reason in failed.items() if stage not in STAGE_FORMAT]  # eval, manifest...
-    common = shared_stages + [g for g in failed_gates(root / name) if g.split(".")[0] not in STAGE_FORMAT]
     out = root / name
+    # a shared stage (eval; manifest, unless it wrote a failed manifest: its gates) that did not finish
+    shared_stages = [reason for stage, reason in failed.items() if stage not in STAGE_FORMAT
+                     and not (stage == "manifest" and (out / "manifest.json").is_file())]
+    common = shared_stages + [g for g in failed_gates(out) if g.split(".")[0] not in STAGE_FORMAT]
     formats, nodes = {}, None
     for fmt in FORMATS:
         stage_errors = [reason for stage, reason in failed.items() if STAGE_FORMAT.get(stage) == fmt]
@@ -220,12 +240,21 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per family's build (default 1800)")
     parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temporary folder)")
     parser.add_argument("--list", action="store_true", help="print each family's member and stop")
+    parser.add_argument("--reclassify", type=Path, metavar="DIR",
+                        help="read the rows again from a --keep folder's build logs (families in the JSON), build nothing")
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of families not swept this time from the existing JSON")
     parser.add_argument("--rest", action="store_true",
                         help="sweep only the families (of --families, or all) missing from the existing JSON; "
                              "implies --merge")
     args = parser.parse_args()
+    if args.reclassify:
+        rows = json.loads(args.out.with_suffix(".json").read_text())
+        rows = [reclassify(args.reclassify / r["family"], r)
+                if (args.reclassify / r["family"] / "build.log").is_file() else r for r in rows]
+        write_tables(sorted(rows, key=lambda r: r["family"]), args.out, len(families()))
+        print(markdown(rows))
+        return
     known = families()
     chosen = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else known
     previous = json.loads(args.out.with_suffix(".json").read_text()) \

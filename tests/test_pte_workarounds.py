@@ -14,6 +14,7 @@ from vitq.model.pte_quantization import float_conv_counts, quantize_for_xnnpack
 from vitq.model.xnnpack_rewrites import (
     LargerOperandFirst,
     SingleTensorCat,
+    SoftmaxOnLastDim,
     UnpaddedAvgPool,
     edge_passes,
     prepare_for_xnnpack,
@@ -165,9 +166,9 @@ def _crashing_python() -> str:
 
 class DenseTransition(nn.Module):
     """DenseNet's two leftovers: a block's first layer joining a list of one tensor, and a transition's unpadded
-    average pool (count_include_pad=True by default); a padded pool and a ceil-mode pool that must stay as they are."""
+    average pool (count_include_pad=True by default); ResNeSt's padded pool; a ceil-mode pool that stays as it is."""
 
-    def forward(self, x):
+    def forward(self, x):  # x: [1, 4, 7, 7]
         joined = torch.cat([x], 1)
         return (nn.functional.avg_pool2d(joined, 2, 2), nn.functional.avg_pool2d(x, 3, 1, padding=1),
                 nn.functional.avg_pool2d(x, 2, 2, ceil_mode=True))
@@ -177,8 +178,9 @@ def test_densenets_single_cat_and_unpadded_pool_become_what_xnnpack_takes():
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge, to_edge_transform_and_lower
 
-    from vitq.model.executorch_export import delegation_record, partitioner_reasons
+    from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
 
+    use_venv_flatc()
     example = (torch.randn(1, 4, 7, 7),)
     program = torch.export.export(DenseTransition().eval(), example, strict=False)
     edge = to_edge(program)
@@ -186,7 +188,8 @@ def test_densenets_single_cat_and_unpadded_pool_become_what_xnnpack_takes():
     nodes = [n for n in after.exported_program().graph.nodes if n.op == "call_function"]
     assert not [n for n in nodes if "cat" in str(n.target)]
     assert [bool(n.args[5]) if len(n.args) > 5 else True for n in nodes if "avg_pool2d" in str(n.target)] == [
-        False, True, True]
+        False, False, True]
+    assert sum("constant_pad_nd" in str(n.target) for n in nodes) == 1
     with torch.no_grad():
         for want, got in zip(edge.exported_program().module()(*example), after.exported_program().module()(*example),
                              strict=True):
@@ -195,7 +198,7 @@ def test_densenets_single_cat_and_unpadded_pool_become_what_xnnpack_takes():
         lowered = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
                                               partitioner=[XnnpackPartitioner()])
     left = delegation_record(lowered.exported_program().graph_module, reasons)["portable_operators"]
-    assert left == {"aten_avg_pool2d_default": 2}, left  # the padded and the ceil-mode one: XNNPACK refuses both
+    assert left == {"aten_avg_pool2d_default": 1}, left  # the ceil-mode one: XNNPACK refuses it
 
 
 class Outlier(nn.Module):
@@ -237,3 +240,33 @@ def test_a_program_off_the_model_on_the_example_is_rebuilt_with_float_convs(tmp_
     with torch.no_grad():
         want = model(example)
     assert (run_lowered_once(program, (example,))[0] - want).abs().max().item() <= 0.01 * want.abs().max().item()
+
+
+class SplitAttention(nn.Module):
+    """SKNet's and ResNeSt's softmax over the branches (dim 1, rank 5 and 4), CoaT's over the tokens (dim 2)."""
+
+    def forward(self, x):  # x: [1, 2, 3, 4, 5]
+        return x.softmax(1), x[0].softmax(1), x[0].softmax(-2)
+
+
+def test_a_softmax_over_another_dim_than_the_last_is_moved_there_and_xnnpack_takes_it():
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge, to_edge_transform_and_lower
+
+    from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
+
+    use_venv_flatc()
+    example = (torch.randn(1, 2, 3, 4, 5),)
+    program = torch.export.export(SplitAttention().eval(), example, strict=False)
+    edge = to_edge(program)
+    after = edge.transform([SoftmaxOnLastDim()])
+    softmaxes = [n for n in after.exported_program().graph.nodes if "_softmax" in str(n.target)]
+    assert [n.args[1] for n in softmaxes] == [4, 3, 3]
+    with torch.no_grad():
+        for want, got in zip(edge.exported_program().module()(*example), after.exported_program().module()(*example),
+                             strict=True):
+            assert (want - got).abs().max().item() <= 1e-6
+    with partitioner_reasons() as reasons:
+        lowered = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
+                                              partitioner=[XnnpackPartitioner()])
+    assert delegation_record(lowered.exported_program().graph_module, reasons)["portable_nodes"] == 0

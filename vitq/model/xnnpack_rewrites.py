@@ -542,19 +542,42 @@ class LargerOperandFirst(ExportPass):
 
 
 class UnpaddedAvgPool(ExportPass):
-    """avg_pool2d without padding (DenseNet's transitions) told not to count padding: with none there is nothing
-    to count, the same averages, and XNNPACK refuses the default count_include_pad=True ("zero-padding in the
-    averaging calculation is not supported"). Not with ceil_mode, whose last window may reach past the edge."""
+    """avg_pool2d with PyTorch's default count_include_pad=True, which XNNPACK refuses ("zero-padding in the
+    averaging calculation is not supported"): without padding (DenseNet's transitions) there is nothing to count;
+    with it (ResNeSt's downsampling) the zeros are padded first, by a constant pad XNNPACK has, and the pool counts
+    them as it averages, the same numbers. Not with ceil_mode, whose last window may reach past the edge."""
 
     def call_operator(self, op, args, kwargs, meta):
-        if op == EDGE.avg_pool2d.default:
+        if op == EDGE.avg_pool2d.default and not (len(args) > 4 and args[4]) and (len(args) < 6 or args[5]) \
+                and not kwargs:
+            kernel = _pair(args[1])
+            stride = _pair(args[2]) if len(args) > 2 and args[2] else kernel  # XNNPACK reads two of each
             padding = _pair(args[3]) if len(args) > 3 else [0, 0]
-            ceil_mode = len(args) > 4 and bool(args[4])
-            if not any(padding) and not ceil_mode and (len(args) < 6 or args[5]):
-                kernel = _pair(args[1])
-                stride = _pair(args[2]) if len(args) > 2 and args[2] else kernel  # XNNPACK reads two of each
-                args = (args[0], kernel, stride, padding, False, False, *args[6:])
+            source = args[0]
+            if any(padding):
+                pad = [padding[1], padding[1], padding[0], padding[0]]
+                source = super().call_operator(EDGE.constant_pad_nd.default, (source, pad, 0.0), {}, meta)
+            args = (source, kernel, stride, [0, 0], False, False, *args[6:])
         return super().call_operator(op, args, kwargs, meta)
+
+
+class SoftmaxOnLastDim(ExportPass):
+    """softmax over another dim than the last (CoaT's factorized attention, SKNet's and ResNeSt's split attention;
+    XNNPACK: "dim must be the last dim") as the same softmax between two transposes, which XNNPACK takes as
+    permutes."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE._softmax.default:
+            return super().call_operator(op, args, kwargs, meta)
+        rank = args[0].to_tensor().dim()
+        dim = args[1] % rank
+        if dim == rank - 1:
+            return super().call_operator(op, args, kwargs, meta)
+        order = list(range(rank))
+        order[dim], order[-1] = order[-1], order[dim]
+        moved = super().call_operator(EDGE.permute_copy.default, (args[0], order), {}, meta)
+        soft = super().call_operator(op, (moved, rank - 1, *args[2:]), kwargs, meta)
+        return super().call_operator(EDGE.permute_copy.default, (soft, order), {}, meta)
 
 
 def _pair(value) -> list[int]:
@@ -800,4 +823,4 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
             PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
             FoldShapeConstants(program_values(program)), LargerOperandFirst(), UnpaddedAvgPool(),
-            SingleTensorCat(), RemoveAliasCopy()]
+            SingleTensorCat(), SoftmaxOnLastDim(), RemoveAliasCopy()]

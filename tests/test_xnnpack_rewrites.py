@@ -9,10 +9,11 @@ import copy
 import pytest
 import torch
 
+from vitq.model.attention import UNMASKED_EAGER, unfused_attention
 from vitq.model.executorch_export import LoweredProgramFails, run_lowered_once
 from vitq.model.logits import LogitsOnly
 from vitq.model.xnnpack_rewrites import (
-    UNMASKED_EAGER,
+    NORMS_4D,
     ChannelLayerNorm4d,
     ExpandAsBroadcast,
     FoldedRelativePositionBias,
@@ -43,7 +44,6 @@ from vitq.model.xnnpack_rewrites import (
     linear_self_attention_means,
     prepare_for_xnnpack,
     reparameterized_branches,
-    unfused_attention,
 )
 
 EDGE_OPS = {SqueezeAsView: "squeeze_copy", RemoveNoopExpand: "expand_copy", SelectAsSliceView: "select_copy"}
@@ -242,6 +242,18 @@ def test_group_norm_4d_computes_the_same(groups):
     rewritten = layer_norms_as_4d_means(copy.deepcopy(norm))
     assert type(rewritten) is GroupNorm4d
     assert max_diff(norm, rewritten, 3 + 2 * randn(2, 8, 4, 6)) <= EXACT
+
+
+@pytest.mark.parametrize("kind", ["GroupNorm1NoBias", "LayerNorm2dNoBias", "LayerNormNoBias"])
+def test_norm_subclasses_without_a_bias_are_rewritten_too(kind):
+    """PoolFormerV2's norms subclass timm's (or torch's) only to drop the bias; their parent's forward runs."""
+    from timm.models import metaformer
+
+    norm = randomized(getattr(metaformer, kind)(8))
+    rewritten = layer_norms_as_4d_means(copy.deepcopy(norm))
+    assert isinstance(rewritten, NORMS_4D) and rewritten.bias is None
+    x = 3 + 2 * (randn(2, 5, 3, 8) if kind == "LayerNormNoBias" else randn(2, 8, 4, 6))
+    assert max_diff(norm, rewritten, x) <= EXACT
 
 
 def test_linear_self_attention_means_computes_the_same():

@@ -18,7 +18,7 @@ a scaled mean (F.normalize, torch.norm), expand or repeat into a broadcasting op
 the input's fixed shape alone (Fourier position encodings from arange, cumsum, div, full) folded into constants.
 
 Use: ``prepare_for_xnnpack(model)`` before torch.export, ``transform_passes=edge_passes()`` in
-``to_edge_transform_and_lower``. Nothing here imports vitq."""
+``to_edge_transform_and_lower``. Of vitq, only vitq.model.attention (which the ONNX export shares) is imported."""
 
 from __future__ import annotations
 
@@ -30,44 +30,10 @@ import torch
 from executorch.exir.dialects._ops import ops as exir_ops
 from executorch.exir.pass_base import ExportPass
 
+from vitq.model.attention import unfused_attention, unmasked_eager_attention
+
 EDGE = exir_ops.edge.aten
 SQUEEZES = (EDGE.squeeze_copy.default, EDGE.squeeze_copy.dim, EDGE.squeeze_copy.dims, EDGE.unsqueeze_copy.default)
-UNMASKED_EAGER = "unmasked_eager"  # the attention name registered with transformers (see unfused_attention)
-
-
-def unfused_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """timm and transformers attention as q @ k.T, softmax, @ v: the fused form exports as _safe_softmax, whose
-    eq/any/logical_not/full_like/where XNNPACK cannot take. In place; returns the model."""
-    for module in model.modules():
-        if isinstance(getattr(module, "fused_attn", None), bool):  # timm Attention (read on every forward)
-            module.fused_attn = False
-        config = getattr(module, "config", None)
-        if hasattr(module, "set_attn_implementation") and config._attn_implementation != UNMASKED_EAGER:
-            _register_unmasked_eager()
-            module.set_attn_implementation(UNMASKED_EAGER)  # transformers PreTrainedModel: also its sub-models
-    return model
-
-
-def _register_unmasked_eager() -> None:
-    """transformers' own "eager" would also build the all-zero attention mask (arange, ge, expand, where: portable
-    kernels); for an attention name with no mask function registered, transformers builds none."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(UNMASKED_EAGER, unmasked_eager_attention)
-
-
-def unmasked_eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """transformers' eager_attention_forward (ViT): softmax(q @ k.T * scaling) @ v, no mask built for it (ViT
-    attends to every patch; a mask still given is added)."""
-    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = torch.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
 class FusedQkvAttention(torch.nn.Module):
     """transformers' ViTAttention with q, k and v projected by one linear, as timm does: XNNPACK's partitioner
     ends a delegate after three dynamically quantized linears that share one input (they form one group, which it
@@ -185,9 +151,10 @@ def layer_norms_as_4d_means(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _as_4d_means(module: torch.nn.Module) -> torch.nn.Module | None:
-    """The 4-D-means module that computes what ``module`` computes, or None. Matched by class name, not
-    isinstance: timm's LayerNorm2d is an nn.LayerNorm that normalizes another dim."""
-    kind = type(module).__name__
+    """The 4-D-means module that computes what ``module`` computes, or None. Matched by the name of the class whose
+    forward runs, not isinstance: timm's LayerNorm2d is an nn.LayerNorm that normalizes another dim, and subclasses
+    that only drop the bias (PoolFormerV2's GroupNorm1NoBias, LayerNorm2dNoBias) run their parent's forward."""
+    kind = _forward_owner(module)
     if isinstance(module, torch.nn.LayerNorm) and len(module.normalized_shape) == 1:
         if kind in LAST_DIM_NORMS:
             return LayerNorm4d(module)
@@ -196,6 +163,11 @@ def _as_4d_means(module: torch.nn.Module) -> torch.nn.Module | None:
     if isinstance(module, torch.nn.GroupNorm) and kind in GROUP_NORMS:
         return GroupNorm4d(module)
     return None
+
+
+def _forward_owner(module: torch.nn.Module) -> str:
+    """The name of the nearest class in the module's MRO that defines forward."""
+    return next(cls.__name__ for cls in type(module).__mro__ if "forward" in vars(cls))
 
 
 class LinearSelfAttentionMeans(torch.nn.Module):

@@ -9,8 +9,11 @@ the one-line reason.
 
 A family is a timm model module (``timm.list_modules()``: vision_transformer, xcit, edgenext, ...); its member is
 chosen programmatically: every model the module registers is built on the meta device (no memory, no weights) and
-the one with the fewest parameters wins (ties: the shorter name; timm's ``test_*`` toy models are left out), unless
-MEMBERS below names one (about 5 minutes for all families on 2 cores). ``--list`` prints
+the ImageNet-1k classifier with the fewest parameters wins (ties: the shorter name; timm's ``test_*`` toy models are
+left out), unless MEMBERS below names one (about 5 minutes for all families on 2 cores). A family with no such
+classifier (CLIP towers, headless encoders) is listed as not swept. A member over 40 M parameters is built with
+``depth=2`` where its constructor takes it (BEiT-Base, SAM's ViT: the same operators, two blocks; the table shows
+the kwargs). ``--list`` prints
 the chosen members and stops. Each family is one ``doit -c build:<family>`` in its own temporary VITQ_ARTIFACTS and
 VITQ_RECIPES (``--jobs`` builds run side by side, each its own doit database; no shared cache), its wall clock the
 build time. Columns per family: the timm model, its parameters, per format (.ptl: the int8 TorchScript chain; onnx:
@@ -49,48 +52,61 @@ PTE_VARIANTS = (("pte", "int8.pte"), ("pte_8da4w", "8da4w.pte"), ("pte_static_in
 # (same weights) but has 4x the tokens
 MEMBERS: dict[str, str] = {"xcit": "xcit_nano_12_p16_224"}
 TOY_PREFIX = "test_"  # timm's test_vit, test_convnext, ...: toy configurations for timm's own tests, not swept
-SKIPPED_MODULES = ()  # timm modules whose models are no image classifiers (none among timm's registered models)
+CLASSES = 1000  # a member classifies ImageNet-1k (what the photos samples are labelled with): CLIP towers (ViTamin's
+# 768 to 1152 "classes" are embedding widths) and headless encoders (Qwen3, Gemma 4, DeepSeek vision towers) do not
+LARGE = 40e6  # a member with more parameters is swept with two blocks (SHALLOW), where its constructor takes depth
+SHALLOW = {"depth": 2}
 
 
 def families() -> list[str]:
     import timm
 
-    return sorted(m for m in timm.list_modules() if m not in SKIPPED_MODULES and timm.list_models(module=m))
+    return sorted(m for m in timm.list_modules() if timm.list_models(module=m))
 
 
-def parameters(name: str) -> int | None:
-    """Parameters of a timm model with its default settings, built on the meta device; None if it does not build."""
+def parameters(name: str, **kwargs) -> int | None:
+    """Parameters of a timm ImageNet-1k classifier with its default settings (and kwargs), built on the meta device;
+    None if it does not build or classifies something else."""
     import timm
     import torch
 
     try:
         with torch.device("meta"):
-            model = timm.create_model(name, pretrained=False)
+            model = timm.create_model(name, pretrained=False, **kwargs)
     except Exception:
+        return None
+    if getattr(model, "num_classes", None) != CLASSES:
         return None
     return sum(p.numel() for p in model.parameters())
 
 
-def smallest_member(family: str) -> tuple[str, int | None]:
-    """The family's model to sweep (MEMBERS, or the one with the fewest parameters) and its parameter count."""
+def smallest_member(family: str) -> tuple[str, int | None, dict]:
+    """The family's model to sweep (MEMBERS, or the ImageNet-1k classifier with the fewest parameters), its
+    parameter count and the kwargs it is built with (SHALLOW where it is LARGE: the same operators, fewer blocks).
+    ValueError where the family has no ImageNet-1k classifier."""
     import timm
 
     if family in MEMBERS:
-        return MEMBERS[family], parameters(MEMBERS[family])
+        return MEMBERS[family], parameters(MEMBERS[family]), {}
     sized = [(count, len(name), name) for name in timm.list_models(module=family)
              if not name.startswith(TOY_PREFIX) and (count := parameters(name)) is not None]
     if not sized:
-        raise ValueError(f"{family}: no model builds")
+        raise ValueError(f"{family}: no ImageNet-{CLASSES // 1000}k classifier")
     count, _, name = min(sized)
-    return name, count
+    if count > LARGE and (fewer := parameters(name, **SHALLOW)) is not None and fewer < count:
+        return name, fewer, dict(SHALLOW)
+    return name, count, {}
 
 
-def recipe_text(model: str) -> str:
-    """What ``vitq new`` writes for the model, its hub weights replaced by random ones (offline)."""
+def recipe_text(model: str, kwargs: dict | None = None) -> str:
+    """What ``vitq new`` writes for the model, its hub weights replaced by random ones (offline), with kwargs."""
     from vitq.model.model_recipe import model_section, preprocess_section
 
     section = model_section(model)
-    return (f"model: {json.dumps(section)}\npreprocess: {json.dumps(preprocess_section(section))}\n"
+    preprocess = preprocess_section(section)
+    if kwargs:
+        section["kwargs"] = kwargs
+    return (f"model: {json.dumps(section)}\npreprocess: {json.dumps(preprocess)}\n"
             "weights: {random: {seed: 0}}\nsamples: photos\n")
 
 
@@ -136,13 +152,13 @@ def pte_result(folder: Path) -> tuple[str | None, dict | None, Path | None]:
     return failed, None, None
 
 
-def sweep_one(family: str, model: str, count: int | None, folder: Path, timeout: int) -> dict:
+def sweep_one(family: str, model: str, count: int | None, kwargs: dict, folder: Path, timeout: int) -> dict:
     recipes, root = folder / family / "recipes", folder / family / "artifacts"
     name = f"sweep_{family}"  # not a shipped recipe's name (timm's deit module is also recipes/deit.yaml)
     recipes.mkdir(parents=True, exist_ok=True)
-    row = {"family": family, "model": model, "parameters": count}
+    row = {"family": family, "model": model, "parameters": count, **({"kwargs": kwargs} if kwargs else {})}
     try:
-        (recipes / f"{name}.yaml").write_text(recipe_text(model))
+        (recipes / f"{name}.yaml").write_text(recipe_text(model, kwargs))
     except Exception as exc:
         return {**row, "formats": dict.fromkeys(FORMATS, f"no recipe: {str(exc).splitlines()[0][:200]}"),
                 "seconds": 0}
@@ -167,7 +183,7 @@ def reclassify(folder: Path, row: dict) -> dict:
     kept = json.loads((folder / "build.json").read_text()) if (folder / "build.json").is_file() else {}
     output = (folder / "build.log").read_text()
     code = kept.get("code", 1 if "TaskFailed" in output else 0)
-    return classify({k: row[k] for k in ("family", "model", "parameters")}, folder, output, code,
+    return classify({k: row[k] for k in ("family", "model", "parameters", "kwargs") if k in row}, folder, output, code,
                     kept.get("seconds", row["seconds"]))
 
 
@@ -215,15 +231,19 @@ def markdown(rows: list[dict]) -> str:
     header = ["family", "timm model", "params (M)", *FORMATS, ".pte portable / total nodes",
               "fp32 MB", ".ptl MB", "int8 onnx MB", ".pte MB", "build s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for r in rows:
+    swept = [r for r in rows if not r.get("skipped")]
+    for r in swept:
         sizes = r.get("sizes_mb", {})
         lines.append("| " + " | ".join([
-            r["family"], f"`{r['model']}`", f"{r['parameters'] / 1e6:.1f}" if r["parameters"] else "-",
+            r["family"], f"`{r['model']}`" + "".join(f" {k}={v}" for k, v in r.get("kwargs", {}).items()), f"{r['parameters'] / 1e6:.1f}" if r["parameters"] else "-",
             *(cell(r["formats"][f]) for f in FORMATS), r.get("portable_nodes") or "-",
             *(str(sizes.get(k) or "-") for k in ("fp32", ".ptl", "onnx_int8", ".pte")), str(r["seconds"])]) + " |")
-    good = sum(r.get("all_formats", False) for r in rows)
-    lines += ["", f"{good} of {len(rows)} families ({100 * good / max(len(rows), 1):.0f} %) build every format "
+    good = sum(r.get("all_formats", False) for r in swept)
+    lines += ["", f"{good} of {len(swept)} families ({100 * good / max(len(swept), 1):.0f} %) build every format "
               "with default settings."]
+    if skipped := [r for r in rows if r.get("skipped")]:
+        lines += ["", "Not swept, no image classifier in the family: "
+                  + "; ".join(f"{r['family']} ({r['skipped'].split(': ', 1)[-1]})" for r in skipped) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -264,15 +284,24 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(known))
     if unknown:
         parser.error(f"--families: unknown {', '.join(unknown)}; timm has {', '.join(known)}")
-    members = {f: smallest_member(f) for f in chosen}
+    members, skipped = {}, {}
+    for family in chosen:
+        try:
+            members[family] = smallest_member(family)
+        except ValueError as exc:
+            skipped[family] = str(exc)
     if args.list:
-        for family, (model, count) in members.items():
-            print(f"{family}: {model} ({count / 1e6:.1f} M parameters)" if count else f"{family}: {model}")
+        for family, (model, count, kwargs) in members.items():
+            print(f"{family}: {model}{''.join(f' {k}={v}' for k, v in kwargs.items())} ({count / 1e6:.1f} M parameters)")
+        for reason in skipped.values():
+            print(f"not swept: {reason}")
         return
     # smallest first: an interrupted sweep has covered the most families, and its table so far is on disk
     chosen.sort(key=lambda f: (members[f][1] is None, members[f][1] or 0, f))
     rows: list[dict] = [r for r in previous if r["family"] not in chosen and r["family"] in known]
-    planned = len(rows) + len(chosen)
+    rows += [{"family": family, "skipped": reason} for family, reason in skipped.items()]
+    planned = len(rows) + len(members)
+    chosen = [f for f in chosen if f in members]
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="vitq-timm-sweep-") as tmp:
         folder = args.keep or Path(tmp)
@@ -294,10 +323,13 @@ def main() -> None:
 
 def write_tables(rows: list[dict], out: Path, planned: int) -> None:
     """The Markdown table and the JSON of the families swept so far (rewritten after each one)."""
+    skipped = sum(bool(r.get("skipped")) for r in rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("# timm compatibility sweep\n\nGenerated by `benchmarks/timm_sweep.py`; random weights, "
                    "each family's smallest model with default settings. "
-                   f"{len(rows)} of {planned} families swept.\n\n" + markdown(rows))
+                   f"{sum(not r.get('skipped') for r in rows)} of {planned - skipped} classifier families swept"
+                   f" ({skipped} of timm's {planned} model modules have no ImageNet-1k classifier).\n\n"
+                   + markdown(rows))
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
 
 if __name__ == "__main__":

@@ -296,12 +296,11 @@ def main() -> None:
         for reason in skipped.values():
             print(f"not swept: {reason}")
         return
-    # smallest first: an interrupted sweep has covered the most families, and its table so far is on disk
-    chosen.sort(key=lambda f: (members[f][1] is None, members[f][1] or 0, f))
     rows: list[dict] = [r for r in previous if r["family"] not in chosen and r["family"] in known]
     rows += [{"family": family, "skipped": reason} for family, reason in skipped.items()]
     planned = len(rows) + len(members)
-    chosen = [f for f in chosen if f in members]
+    # smallest first: an interrupted sweep has covered the most families, and its table so far is on disk
+    chosen = sorted(members, key=lambda f: (members[f][1] is None, members[f][1] or 0, f))
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="vitq-timm-sweep-") as tmp:
         folder = args.keep or Path(tmp)

@@ -270,3 +270,39 @@ def test_a_softmax_over_another_dim_than_the_last_is_moved_there_and_xnnpack_tak
         lowered = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
                                               partitioner=[XnnpackPartitioner()])
     assert delegation_record(lowered.exported_program().graph_module, reasons)["portable_nodes"] == 0
+
+
+class FuseLayer(nn.Module):
+    """HRNet's fuse layer in small: a lower-resolution branch through a 1x1 conv, upsampled by nearest neighbour
+    (by 2, and by 3 and 2 through interpolate's size), added to the higher-resolution one."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.low, self.reduce = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, 2, 1), nn.Conv2d(8, 8, 1)
+        self.up, self.head = nn.Upsample(scale_factor=2, mode="nearest"), nn.Linear(8, 10)
+
+    def forward(self, x):  # x: [1, 3, 8, 12]
+        high = self.stem(x)
+        low = self.reduce(self.low(high))
+        wide = nn.functional.interpolate(low[:, :, :2, :3], size=(6, 6), mode="nearest")
+        return self.head((high + self.up(low)).mean((2, 3)) + wide.mean((2, 3)))
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+def test_nearest_upsampling_becomes_a_broadcast_and_xnnpack_takes_it(strategy):
+    from executorch.exir import to_edge
+
+    from vitq.model.xnnpack_rewrites import NearestUpsampleAsBroadcast
+
+    torch.manual_seed(0)
+    model, example = FuseLayer().eval(), (torch.randn(1, 3, 8, 12),)
+    edge = to_edge(torch.export.export(model, example, strict=False))
+    after = edge.transform([NearestUpsampleAsBroadcast()])
+    assert not [n for n in after.exported_program().graph.nodes if "upsample" in str(n.target)]
+    program, delegation = lowered(model, example, strategy)
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    got = run_lowered_once(program, example)[0]
+    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()

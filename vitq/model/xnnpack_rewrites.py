@@ -552,6 +552,25 @@ class SoftmaxOnLastDim(ExportPass):
         return super().call_operator(EDGE.permute_copy.default, (soft, order), {}, meta)
 
 
+class NearestUpsampleAsBroadcast(ExportPass):
+    """upsample_nearest2d by whole factors (HRNet's fuse layers; XNNPACK 1.3.1 has bilinear only) as each pixel
+    broadcast over an [sh, sw] block: a view to [N, C, H, 1, W, 1], a multiply by ones of [sh, sw] and a view to
+    [N, C, H*sh, W*sw]. The same numbers (x * 1.0); a factor that is not whole stays as it is."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE.upsample_nearest2d.vec:
+            return super().call_operator(op, args, kwargs, meta)
+        source, out = args[0].to_tensor(), meta["val"]
+        n, c, h, w = source.shape
+        if source.dtype != torch.float32 or out.shape[2] % h or out.shape[3] % w:
+            return super().call_operator(op, args, kwargs, meta)
+        sh, sw = out.shape[2] // h, out.shape[3] // w
+        blocks = super().call_operator(EDGE.view_copy.default, (args[0], [n, c, h, 1, w, 1]), {}, meta)
+        ones = _real_ones([1, 1, 1, sh, 1, sw])
+        spread = super().call_operator(EDGE.mul.Tensor, (blocks, ones), {}, meta)
+        return super().call_operator(EDGE.view_copy.default, (spread, [n, c, h * sh, w * sw]), {}, meta)
+
+
 def _pair(value) -> list[int]:
     """A pooling size as its two values (torch accepts one for both)."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -615,6 +634,14 @@ def _real_scalar(value: float) -> torch.Tensor:
 
     with unset_fake_temporarily():
         return torch.tensor(float(value))
+
+
+def _real_ones(shape: list[int]) -> torch.Tensor:
+    """A float32 tensor of ones, real even inside a pass's fake mode (stored as a constant, like _real_scalar)."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily():
+        return torch.ones(shape)
 
 
 class ExpandAsBroadcast(ExportPass):
@@ -795,4 +822,4 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
             PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
             FoldShapeConstants(program_values(program)), LargerOperandFirst(), UnpaddedAvgPool(),
-            SingleTensorCat(), SoftmaxOnLastDim(), RemoveAliasCopy()]
+            SingleTensorCat(), SoftmaxOnLastDim(), NearestUpsampleAsBroadcast(), RemoveAliasCopy()]

@@ -306,3 +306,30 @@ def test_nearest_upsampling_becomes_a_broadcast_and_xnnpack_takes_it(strategy):
         want = model(*example)
     got = run_lowered_once(program, example)[0]
     assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+
+
+class WholeAssignment(nn.Module):
+    """MViTv2's relative-position term without a class token: an in-place assignment to all of the attention."""
+
+    def forward(self, x, rel):  # x: [1, 2, 4, 4], rel: [1, 2, 4, 1]
+        attn = x @ x.transpose(-2, -1)
+        attn[:, :, 0:, 0:] = attn[:, :, 0:, 0:] + rel
+        return attn.softmax(-1)
+
+
+def test_a_copy_over_a_whole_tensor_is_its_source_and_xnnpack_takes_the_rest():
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from vitq.model.executorch_export import delegation_record, partitioner_reasons, use_venv_flatc
+
+    use_venv_flatc()
+    example = (torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 1))
+    program = torch.export.export(WholeAssignment().eval(), example, strict=False)
+    with partitioner_reasons() as reasons:
+        lowered = to_edge_transform_and_lower(program, transform_passes=edge_passes(program),
+                                              partitioner=[XnnpackPartitioner()])
+    assert delegation_record(lowered.exported_program().graph_module, reasons)["portable_nodes"] == 0
+    want = WholeAssignment()(*example)
+    got = run_lowered_once(lowered.to_executorch().buffer, example)[0]
+    assert (got - want).abs().max().item() <= 1e-6

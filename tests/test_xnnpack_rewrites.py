@@ -15,6 +15,7 @@ from vitq.model.logits import LogitsOnly
 from vitq.model.xnnpack_rewrites import (
     NORMS_4D,
     ChannelLayerNorm4d,
+    CopyAsSource,
     ExpandAsBroadcast,
     FoldedRelativePositionBias,
     FoldShapeConstants,
@@ -427,7 +428,7 @@ def test_norm_edge_pass_removes_its_pattern_and_keeps_the_output(edge_norm_patte
 
 @pytest.mark.parametrize("edge_pass", [PowAsMul, SumAsMean, ExpandAsBroadcast, FoldShapeConstants, VarAsMeans,
                                        LargerOperandFirst, UnpaddedAvgPool, SingleTensorCat, SoftmaxOnLastDim,
-                                       NearestUpsampleAsBroadcast])
+                                       NearestUpsampleAsBroadcast, CopyAsSource])
 def test_norm_edge_pass_leaves_a_vit_without_the_pattern_alone(edge_timm, edge_pass):
     """The ViT (the digits build's kind) has none of these patterns: each pass gives it back node for node."""
     def nodes(edge):

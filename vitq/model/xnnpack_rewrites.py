@@ -571,6 +571,19 @@ class NearestUpsampleAsBroadcast(ExportPass):
         return super().call_operator(EDGE.view_copy.default, (spread, [n, c, h * sh, w * sw]), {}, meta)
 
 
+class CopyAsSource(ExportPass):
+    """copy(dst, src) of the same shape and dtype is src: what an in-place assignment to the whole of a tensor
+    (MViTv2's ``attn[:, :, sp_idx:, sp_idx:] = ...`` without a class token, sp_idx 0) leaves after
+    functionalization; XNNPACK has no copy."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op == EDGE.copy.default and hasattr(args[1], "to_tensor"):
+            dst, src = args[0].to_tensor(), args[1].to_tensor()
+            if dst.shape == src.shape and dst.dtype == src.dtype:
+                return args[1]
+        return super().call_operator(op, args, kwargs, meta)
+
+
 def _pair(value) -> list[int]:
     """A pooling size as its two values (torch accepts one for both)."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -822,4 +835,4 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
             PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
             FoldShapeConstants(program_values(program)), LargerOperandFirst(), UnpaddedAvgPool(),
-            SingleTensorCat(), SoftmaxOnLastDim(), NearestUpsampleAsBroadcast(), RemoveAliasCopy()]
+            SingleTensorCat(), SoftmaxOnLastDim(), NearestUpsampleAsBroadcast(), CopyAsSource(), RemoveAliasCopy()]

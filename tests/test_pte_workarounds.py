@@ -333,3 +333,34 @@ def test_a_copy_over_a_whole_tensor_is_its_source_and_xnnpack_takes_the_rest():
     want = WholeAssignment()(*example)
     got = run_lowered_once(lowered.to_executorch().buffer, example)[0]
     assert (got - want).abs().max().item() <= 1e-6
+
+
+class BiasTable(nn.Module):
+    """LeViT's, TinyViT's and GC ViT's attention bias: a table of parameters gathered at a buffer's indices."""
+
+    def __init__(self, tokens: int = 9, heads: int = 2):
+        super().__init__()
+        self.qkv, self.head = nn.Linear(8, 3 * 8), nn.Linear(8, 10)
+        self.table = nn.Parameter(torch.randn(2 * tokens - 1, heads))
+        offsets = torch.arange(tokens)[:, None] - torch.arange(tokens)[None, :] + tokens - 1
+        self.register_buffer("index", offsets.reshape(-1), persistent=False)
+        self.heads, self.tokens = heads, tokens
+
+    def forward(self, x):  # x: [1, tokens, 8]
+        q, k, v = self.qkv(x).reshape(1, -1, 3, self.heads, 8 // self.heads).permute(2, 0, 3, 1, 4)
+        bias = self.table[self.index].view(self.tokens, self.tokens, self.heads).permute(2, 0, 1)  # timm RelPosBias
+        attn = (q @ k.transpose(-2, -1) + bias).softmax(-1)
+        return self.head((attn @ v).transpose(1, 2).reshape(1, -1, 8).mean(1))
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+def test_a_gathered_bias_table_is_folded_and_xnnpack_takes_the_attention(strategy):
+    torch.manual_seed(0)
+    model, example = BiasTable().eval(), (torch.randn(1, 9, 8),)
+    program, delegation = lowered(model, example, strategy)
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    got = run_lowered_once(program, example)[0]
+    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()

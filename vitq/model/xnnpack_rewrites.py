@@ -703,12 +703,17 @@ def _broadcast_users(node: torch.fx.Node) -> bool:
     return bool(node.users)
 
 
+GATHERS = (EDGE.index.Tensor,)  # read parameters alone and are still folded (FoldShapeConstants)
+
+
 class FoldShapeConstants(ExportPass):
     """Compute once, at export, what depends on no input: operators whose arguments are literals, constants
     torch.export lifted from literals, or tensors folded before (XCiT's and EdgeNeXt's Fourier position encodings:
     arange, cumsum, div, pow, full, repeat over the input's fixed shape, and the conv that projects them, with its
     quantization); each becomes a constant, which XNNPACK takes as a weight. Parameters join a fold but never start
-    one: what reads parameters alone (a weight's quantization, its transpose) stays as it is. After ExecuTorch's
+    one: what reads parameters alone (a weight's quantization, its transpose) stays as it is, except a gather
+    (index.Tensor: LeViT's, TinyViT's, GC ViT's attention biases, a table of parameters read at the indices of a
+    buffer), which XNNPACK has no rule for and whose result is a bias like any other. After ExecuTorch's
     ConstPropPass (exir/passes/const_prop_pass.py), which stops at lifted constants."""
 
     def __init__(self, values: dict[str, torch.Tensor] | None = None):
@@ -737,7 +742,7 @@ class FoldShapeConstants(ExportPass):
         real = torch.utils._pytree.tree_map(lambda v: self._resolve(v, found), (args, kwargs))
         if found["unknown"] or not _foldable(real):
             return super().call_operator(op, args, kwargs, meta)
-        if found["known"] and not found["literal"]:  # parameters alone: kept, its value known if a fold needs it
+        if found["known"] and not found["literal"] and op not in GATHERS:  # parameters alone: kept, its value known
             result = super().call_operator(op, args, kwargs, meta)
             self._known[id(result)] = (result, functools.cache(lambda: _run(op, *_computed(real))))
             return result

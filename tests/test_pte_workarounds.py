@@ -364,3 +364,29 @@ def test_a_gathered_bias_table_is_folded_and_xnnpack_takes_the_attention(strateg
         want = model(*example)
     got = run_lowered_once(program, example)[0]
     assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+
+
+class SamePaddedPool(nn.Module):
+    """timm's MaxPool2dSame (the ResNetV2 hybrids' stem): a -inf pad on one side, then a max pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 3), nn.Linear(8, 10)
+
+    def forward(self, x):  # x: [1, 3, 10, 10]
+        padded = nn.functional.pad(self.conv(x), (0, 1, 0, 1), value=-float("inf"))
+        return self.head(nn.functional.max_pool2d(padded, 3, 2).mean((2, 3)))
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+def test_a_minus_infinity_pad_before_a_max_pool_serializes(strategy):
+    """Without FinitePoolPadding the .pte does not serialize at all: flatc cannot parse -inf."""
+    torch.manual_seed(0)
+    model, example = SamePaddedPool().eval(), (torch.randn(1, 3, 10, 10),)
+    program, delegation = lowered(model, example, strategy)
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    got = run_lowered_once(program, example)[0]
+    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()

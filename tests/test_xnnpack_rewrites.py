@@ -17,6 +17,7 @@ from vitq.model.xnnpack_rewrites import (
     ChannelLayerNorm4d,
     CopyAsSource,
     ExpandAsBroadcast,
+    FinitePoolPadding,
     FoldedRelativePositionBias,
     FoldShapeConstants,
     FusedQkvAttention,
@@ -428,7 +429,7 @@ def test_norm_edge_pass_removes_its_pattern_and_keeps_the_output(edge_norm_patte
 
 @pytest.mark.parametrize("edge_pass", [PowAsMul, SumAsMean, ExpandAsBroadcast, FoldShapeConstants, VarAsMeans,
                                        LargerOperandFirst, UnpaddedAvgPool, SingleTensorCat, SoftmaxOnLastDim,
-                                       NearestUpsampleAsBroadcast, CopyAsSource])
+                                       NearestUpsampleAsBroadcast, CopyAsSource, FinitePoolPadding])
 def test_norm_edge_pass_leaves_a_vit_without_the_pattern_alone(edge_timm, edge_pass):
     """The ViT (the digits build's kind) has none of these patterns: each pass gives it back node for node."""
     def nodes(edge):

@@ -33,6 +33,7 @@ from executorch.exir.pass_base import ExportPass
 from vitq.model.attention import unfused_attention, unmasked_eager_attention
 
 EDGE = exir_ops.edge.aten
+MAX_POOLS = (EDGE.max_pool2d_with_indices.default, EDGE.max_pool2d.default)
 SQUEEZES = (EDGE.squeeze_copy.default, EDGE.squeeze_copy.dim, EDGE.squeeze_copy.dims, EDGE.unsqueeze_copy.default)
 class FusedQkvAttention(torch.nn.Module):
     """transformers' ViTAttention with q, k and v projected by one linear, as timm does: XNNPACK's partitioner
@@ -584,6 +585,21 @@ class CopyAsSource(ExportPass):
         return super().call_operator(op, args, kwargs, meta)
 
 
+class FinitePoolPadding(ExportPass):
+    """A -inf constant pad read only by max pools (timm's "same"-padded MaxPool2dSame: ResNetV2 hybrids, EfficientNet
+    TF ports) pads float32's lowest value instead: each window keeps a real pixel, so the maxima are the same, and
+    ExecuTorch writes the pad's value into the JSON it hands flatc, which cannot parse -inf ("cannot parse value
+    starting with: -": the whole .pte fails to serialize)."""
+
+    def call(self, graph_module):
+        for node in graph_module.graph.nodes:
+            if node.target == EDGE.constant_pad_nd.default and len(node.args) > 2 and node.args[2] == -math.inf \
+                    and node.users and all(user.target in MAX_POOLS for user in node.users):
+                node.args = (*node.args[:2], torch.finfo(torch.float32).min)
+        graph_module.recompile()
+        return super().call(graph_module)
+
+
 def _pair(value) -> list[int]:
     """A pooling size as its two values (torch accepts one for both)."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -840,4 +856,5 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
     return [SqueezeAsView(), RemoveNoopExpand(), ExpandAsBroadcast(), SelectAsSliceView(), SplitAsSlices(),
             PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
             FoldShapeConstants(program_values(program)), LargerOperandFirst(), UnpaddedAvgPool(),
-            SingleTensorCat(), SoftmaxOnLastDim(), NearestUpsampleAsBroadcast(), CopyAsSource(), RemoveAliasCopy()]
+            SingleTensorCat(), SoftmaxOnLastDim(), NearestUpsampleAsBroadcast(), CopyAsSource(), FinitePoolPadding(),
+            RemoveAliasCopy()]

@@ -390,3 +390,25 @@ def test_a_minus_infinity_pad_before_a_max_pool_serializes(strategy):
         want = model(*example)
     got = run_lowered_once(program, example)[0]
     assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+def test_a_relative_position_mlp_is_read_from_a_buffer_and_xnnpack_takes_the_rest(strategy):
+    """The relative-position ViTs' shared bias, an MLP over constant coordinates: dynamically quantized as it was,
+    its linear had no kernel at all ("Missing out variants: quantized_decomposed::...")."""
+    import timm
+
+    from vitq.model.xnnpack_rewrites import FoldedRelativePositionBias
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_srelpos_small_patch16_224", pretrained=False, img_size=32, patch_size=8,
+                              embed_dim=48, depth=1, num_heads=3, num_classes=10).eval()
+    assert isinstance(prepare_for_xnnpack(model).shared_rel_pos, FoldedRelativePositionBias)
+    example = (torch.randn(1, 3, 32, 32),)
+    program, delegation = lowered(model, example, strategy)
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    got = run_lowered_once(program, example)[0]
+    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()

@@ -213,25 +213,35 @@ def reparameterized_branches(model: torch.nn.Module) -> torch.nn.Module:
     return reparameterize_model(model, inplace=True)
 
 
+BIAS_METHODS = ("_get_rel_pos_bias", "get_bias")  # timm: Swin's and BEiT's attention; RelPosBias, RelPosMlp, ...
+
+
 class FoldedRelativePositionBias:
-    """Mixed into a timm window attention (Swin's WindowAttention): its relative position bias, a gather of the
-    bias table by a constant index (index.Tensor, an int64 view and an alias: portable kernels each time), read
-    from a buffer computed once. The bias depends on weights alone, so it is the same for every input."""
+    """Mixed into a timm module whose relative position bias comes from weights alone (Swin's and BEiT's window
+    attention, timm.layers' RelPosBias and RelPosMlp: a gather of the bias table by a constant index, or an MLP over
+    constant coordinates): the bias, the same for every input, is read from a buffer computed once. As computed, it
+    left index.Tensor and int64 views on portable kernels, and a dynamically quantized MLP of a constant that no
+    kernel runs ("Missing out variants": the relative-position ViTs)."""
 
     def _get_rel_pos_bias(self) -> torch.Tensor:
         return self.folded_rel_pos_bias
 
+    def get_bias(self) -> torch.Tensor:
+        return self.folded_rel_pos_bias
+
 
 def folded_relative_position_biases(model: torch.nn.Module) -> torch.nn.Module:
-    """Every module with a relative position bias table read through ``_get_rel_pos_bias`` (timm Swin) reads it
-    from a buffer instead (FoldedRelativePositionBias). In place; returns the model."""
-    for module in model.modules():
-        if (hasattr(module, "relative_position_bias_table") and callable(getattr(module, "_get_rel_pos_bias", None))
-                and not isinstance(module, FoldedRelativePositionBias)):
-            with torch.no_grad():
-                bias = module._get_rel_pos_bias().detach().clone()
-            module.register_buffer("folded_rel_pos_bias", bias, persistent=False)
-            module.__class__ = _folded_class(type(module))
+    """Every module with a relative position bias read through an argument-less BIAS_METHODS method that reads its
+    parameters reads it from a buffer instead (FoldedRelativePositionBias). In place; returns the model."""
+    for module in list(model.modules()):
+        method = next((m for m in BIAS_METHODS if callable(getattr(module, m, None))), None)
+        if method is None or isinstance(module, FoldedRelativePositionBias) or next(module.parameters(), None) is None \
+                or getattr(module, "relative_position_bias_table", True) is None:  # BEiT without one
+            continue
+        with torch.no_grad():
+            bias = getattr(module, method)().detach().clone()
+        module.register_buffer("folded_rel_pos_bias", bias, persistent=False)
+        module.__class__ = _folded_class(type(module))
     return model
 
 

@@ -194,3 +194,37 @@ def test_the_built_int8_file_saved_again_loads_to_the_same_numbers(tiny_build, e
     save_torchscript(built, tmp_path / "int8.pt")
     with torch.no_grad():
         assert torch.allclose(torch.jit.load(str(tmp_path / "int8.pt"))(INPUT), built(INPUT), rtol=0, atol=1e-6)
+
+
+class SamePadded(torch.nn.Module):
+    """ConvMixer's depthwise conv with padding="same", and a dilated one."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.depthwise = torch.nn.Conv2d(3, 3, 5, groups=3, padding="same")
+        self.dilated = torch.nn.Conv2d(3, 3, 3, dilation=2, padding="same")
+
+    def forward(self, x):
+        return self.depthwise(x) + x + self.dilated(x)
+
+
+def test_same_padded_convs_survive_optimize_for_mobile_and_compute_the_same(tiny):
+    """optimize_for_mobile failed on an internal assertion for a conv with padding="same" (ConvMixer)."""
+    from torch.utils.mobile_optimizer import optimize_for_mobile
+
+    model = SamePadded().eval()
+    with torch.no_grad():
+        want = model(INPUT)
+    optimized = optimize_for_mobile(export_torchscript(tiny[0], model))
+    assert (model.depthwise.padding, model.dilated.padding) == ((2, 2), (2, 2))
+    with torch.no_grad():
+        assert torch.allclose(optimized(INPUT), want, atol=1e-5)
+
+
+def test_a_lopsided_same_padding_is_left_as_it_is():
+    """kernel 4: one more row and column of padding after than before, which a conv's padding cannot say."""
+    from vitq.model.convert import explicit_same_padding
+
+    conv = torch.nn.Conv2d(3, 3, 4, padding="same")
+    assert explicit_same_padding(conv).padding == "same"

@@ -72,6 +72,7 @@ def export_and_save(recipe: Recipe, model: torch.nn.Module, path: Path) -> str:
 
 def _export(recipe: Recipe, model: torch.nn.Module,
             save: Callable[[torch.jit.ScriptModule], None] | None) -> tuple[torch.jit.ScriptModule, str]:
+    explicit_same_padding(model)
     reasons = []
     for method in TRIED[recipe.export.method]:
         try:
@@ -100,6 +101,18 @@ def _attempt(recipe: Recipe, model: torch.nn.Module, method: str,
         except Exception as exc:
             raise _Refused(f"saving the {PAST[method]} module failed ({first_line(exc)[:200]})") from None
     return module
+
+
+def explicit_same_padding(model: torch.nn.Module) -> torch.nn.Module:
+    """Convs with padding="same" (ConvMixer's) get the same padding as numbers where it is symmetric (stride 1,
+    dilation * (kernel - 1) even): optimize_for_mobile's prepacking cannot take the string and fails on an internal
+    assertion ("We don't have an op for prepacked::conv2d_clamp_prepack"). The same numbers. In place."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd) and module.padding == "same" \
+                and all(s == 1 for s in module.stride) \
+                and all(d * (k - 1) % 2 == 0 for d, k in zip(module.dilation, module.kernel_size, strict=True)):
+            module.padding = tuple(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size, strict=True))
+    return model
 
 
 def save_torchscript(module: torch.jit.ScriptModule, path: Path) -> None:

@@ -289,7 +289,7 @@ class FuseLayer(nn.Module):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+@pytest.mark.parametrize("strategy", ["dynamic_int8"])  # the float program takes the same passes
 def test_nearest_upsampling_becomes_a_broadcast_and_xnnpack_takes_it(strategy):
     from executorch.exir import to_edge
 
@@ -354,7 +354,7 @@ class BiasTable(nn.Module):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+@pytest.mark.parametrize("strategy", ["dynamic_int8"])  # the float program takes the same passes
 def test_a_gathered_bias_table_is_folded_and_xnnpack_takes_the_attention(strategy):
     torch.manual_seed(0)
     model, example = BiasTable().eval(), (torch.randn(1, 9, 8),)
@@ -379,7 +379,7 @@ class SamePaddedPool(nn.Module):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+@pytest.mark.parametrize("strategy", ["dynamic_int8"])  # the float program takes the same passes
 def test_a_minus_infinity_pad_before_a_max_pool_serializes(strategy):
     """Without FinitePoolPadding the .pte does not serialize at all: flatc cannot parse -inf."""
     torch.manual_seed(0)
@@ -393,7 +393,7 @@ def test_a_minus_infinity_pad_before_a_max_pool_serializes(strategy):
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
+@pytest.mark.parametrize("strategy", ["dynamic_int8"])  # the float program takes the same passes
 def test_a_relative_position_mlp_is_read_from_a_buffer_and_xnnpack_takes_the_rest(strategy):
     """The relative-position ViTs' shared bias, an MLP over constant coordinates: dynamically quantized as it was,
     its linear had no kernel at all ("Missing out variants: quantized_decomposed::...")."""

@@ -259,6 +259,18 @@ def test_norm_subclasses_without_a_bias_are_rewritten_too(kind):
     assert max_diff(norm, rewritten, x) <= EXACT
 
 
+@pytest.mark.parametrize("kind", ["GroupNormAct", "GroupNorm1Act", "LayerNormAct", "LayerNormAct2d"])
+def test_timms_norm_and_activation_layers_become_the_norm_then_their_activation(kind):
+    """The ResNetV2 hybrids' GroupNormAct: F.group_norm, dropout, activation in one module."""
+    from timm import layers
+
+    norm = randomized(getattr(layers, kind)(8, **({"num_groups": 2} if kind == "GroupNormAct" else {})))
+    rewritten = layer_norms_as_4d_means(copy.deepcopy(norm))
+    assert isinstance(rewritten, torch.nn.Sequential) and isinstance(rewritten[0], NORMS_4D)
+    x = 3 + 2 * (randn(2, 5, 3, 8) if kind == "LayerNormAct" else randn(2, 8, 4, 6))
+    assert max_diff(norm, rewritten, x) <= EXACT
+
+
 def test_linear_self_attention_means_computes_the_same():
     from timm.models.mobilevit import LinearSelfAttention
 

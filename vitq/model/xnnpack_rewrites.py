@@ -135,6 +135,8 @@ class GroupNorm4d(torch.nn.Module):
 LAST_DIM_NORMS = ("LayerNorm",)  # torch's and timm's (timm.layers.LayerNorm: F.layer_norm over the last dim)
 CHANNEL_NORMS = ("LayerNorm2d",)  # timm.layers.LayerNorm2d: permute to NHWC, F.layer_norm, permute back
 GROUP_NORMS = ("GroupNorm", "GroupNorm1")  # torch's and timm's: F.group_norm
+NORM_ACTS = {"LayerNormAct": "LayerNorm", "LayerNormAct2d": "LayerNorm2d", "GroupNormAct": "GroupNorm",
+             "GroupNorm1Act": "GroupNorm"}  # timm.layers.norm_act: the norm, then self.drop and self.act
 NORMS_4D = (LayerNorm4d, ChannelLayerNorm4d, GroupNorm4d)  # what the rewrites put in the norms' place
 
 
@@ -154,16 +156,21 @@ def layer_norms_as_4d_means(model: torch.nn.Module) -> torch.nn.Module:
 def _as_4d_means(module: torch.nn.Module) -> torch.nn.Module | None:
     """The 4-D-means module that computes what ``module`` computes, or None. Matched by the name of the class whose
     forward runs, not isinstance: timm's LayerNorm2d is an nn.LayerNorm that normalizes another dim, and subclasses
-    that only drop the bias (PoolFormerV2's GroupNorm1NoBias, LayerNorm2dNoBias) run their parent's forward."""
+    that only drop the bias (PoolFormerV2's GroupNorm1NoBias, LayerNorm2dNoBias) run their parent's forward. timm's
+    norm-and-activation layers (NORM_ACTS) become the norm followed by their own dropout and activation."""
     kind = _forward_owner(module)
+    base = NORM_ACTS.get(kind, kind)
+    norm = None
     if isinstance(module, torch.nn.LayerNorm) and len(module.normalized_shape) == 1:
-        if kind in LAST_DIM_NORMS:
-            return LayerNorm4d(module)
-        if kind in CHANNEL_NORMS:
-            return ChannelLayerNorm4d(module)
-    if isinstance(module, torch.nn.GroupNorm) and kind in GROUP_NORMS:
-        return GroupNorm4d(module)
-    return None
+        if base in LAST_DIM_NORMS:
+            norm = LayerNorm4d(module)
+        elif base in CHANNEL_NORMS:
+            norm = ChannelLayerNorm4d(module)
+    if isinstance(module, torch.nn.GroupNorm) and base in GROUP_NORMS:
+        norm = GroupNorm4d(module)
+    if norm is not None and kind in NORM_ACTS:
+        return torch.nn.Sequential(norm, module.drop, module.act)
+    return norm
 
 
 def _forward_owner(module: torch.nn.Module) -> str:

@@ -412,3 +412,20 @@ def test_a_relative_position_mlp_is_read_from_a_buffer_and_xnnpack_takes_the_res
         want = model(*example)
     got = run_lowered_once(program, example)[0]
     assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+
+
+@pytest.mark.heavy
+def test_a_folded_conv_weight_keeps_every_shape_after_it_static():
+    """The ResNetV2 hybrids' weight-standardized stem conv: its weight, computed from the parameter with batch_norm,
+    is folded into a constant. As a plain tensor it got symbolic sizes in ExportPass's retrace, every shape after
+    the conv followed, and the partitioner refused the token slices ("Expecting non-zero, int values")."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_r_s16_p8_224", pretrained=False, img_size=64, depth=1, num_classes=10).eval()
+    example = (torch.randn(1, 3, 64, 64),)
+    program, delegation = lowered(model, example, "none")
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 1e-4 * want.abs().max().item()

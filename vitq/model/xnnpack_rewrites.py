@@ -779,7 +779,7 @@ class FoldShapeConstants(ExportPass):
             result = super().call_operator(op, args, kwargs, meta)
             self._known[id(result)] = (result, functools.cache(lambda: _run(op, *_computed(real))))
             return result
-        return _run(op, *_computed(real))
+        return torch.utils._pytree.tree_map(_static, _run(op, *_computed(real)))
 
     def call_getitem(self, value, key, meta):
         if isinstance(value, (tuple, list)):  # an operator with several outputs, folded above
@@ -811,6 +811,18 @@ class _Known:
 
 def _computed(real):
     return torch.utils._pytree.tree_map(lambda v: v.compute() if isinstance(v, _Known) else v, real)
+
+
+def _static(value):
+    """A folded tensor as a Parameter that needs no grad: ExportPass's retrace gives a plain tensor constant symbolic
+    sizes (only a Parameter gets static ones), and one symbolic conv weight (the ResNetV2 hybrids' standardized
+    weights) makes every shape after it symbolic, which the partitioner refuses ("Expecting non-zero, int values")."""
+    if not _is_real(value):
+        return value
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily():
+        return torch.nn.Parameter(value, requires_grad=False)
 
 
 def _run(op, args, kwargs):

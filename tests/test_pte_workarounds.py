@@ -429,3 +429,26 @@ def test_a_folded_conv_weight_keeps_every_shape_after_it_static():
     with torch.no_grad():
         want = model(*example)
     assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 1e-4 * want.abs().max().item()
+
+
+class MaskUnitPool(nn.Module):
+    """Hiera's query pooling: the tokens of each 2x2 unit side by side, reduced by amax (and one keepdim amax)."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv, self.head = nn.Linear(8, 8), nn.Linear(8, 10)
+
+    def forward(self, x):  # x: [1, 16, 8]
+        q = self.qkv(x).view(1, 2, 4, -1, 4).amax(dim=2)
+        return self.head((q.reshape(1, -1, 8) + q.reshape(1, -1, 8).amax(1, keepdim=True)).mean(1))
+
+
+@pytest.mark.heavy
+def test_an_amax_over_a_short_dim_becomes_maximums_and_xnnpack_takes_it():
+    torch.manual_seed(0)
+    model, example = MaskUnitPool().eval(), (torch.randn(1, 16, 8),)
+    program, delegation = lowered(model, example, "dynamic_int8")
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()

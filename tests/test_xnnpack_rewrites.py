@@ -14,6 +14,7 @@ from vitq.model.executorch_export import LoweredProgramFails, run_lowered_once
 from vitq.model.logits import LogitsOnly
 from vitq.model.xnnpack_rewrites import (
     NORMS_4D,
+    AmaxAsMaximum,
     ChannelLayerNorm4d,
     CopyAsSource,
     ExpandAsBroadcast,
@@ -441,7 +442,7 @@ def test_norm_edge_pass_removes_its_pattern_and_keeps_the_output(edge_norm_patte
 
 @pytest.mark.parametrize("edge_pass", [PowAsMul, SumAsMean, ExpandAsBroadcast, FoldShapeConstants, VarAsMeans,
                                        LargerOperandFirst, UnpaddedAvgPool, SingleTensorCat, SoftmaxOnLastDim,
-                                       NearestUpsampleAsBroadcast, CopyAsSource, FinitePoolPadding])
+                                       NearestUpsampleAsBroadcast, CopyAsSource, FinitePoolPadding, AmaxAsMaximum])
 def test_norm_edge_pass_leaves_a_vit_without_the_pattern_alone(edge_timm, edge_pass):
     """The ViT (the digits build's kind) has none of these patterns: each pass gives it back node for node."""
     def nodes(edge):

@@ -33,6 +33,7 @@ from executorch.exir.pass_base import ExportPass
 from vitq.model.attention import unfused_attention, unmasked_eager_attention
 
 EDGE = exir_ops.edge.aten
+MAX_AMAX = 8  # AmaxAsMaximum: at most this many slices (7 maximums) per reduction
 MAX_POOLS = (EDGE.max_pool2d_with_indices.default, EDGE.max_pool2d.default)
 SQUEEZES = (EDGE.squeeze_copy.default, EDGE.squeeze_copy.dim, EDGE.squeeze_copy.dims, EDGE.unsqueeze_copy.default)
 class FusedQkvAttention(torch.nn.Module):
@@ -617,6 +618,26 @@ class FinitePoolPadding(ExportPass):
         return super().call(graph_module)
 
 
+class AmaxAsMaximum(ExportPass):
+    """amax over one short dim (Hiera's mask-unit pooling, ``view(...).amax(dim=3)`` over 4 values; XNNPACK has no
+    reduction by max) as a chain of elementwise maximums of its slices, which XNNPACK takes: the same values."""
+
+    def call_operator(self, op, args, kwargs, meta):
+        if op != EDGE.amax.default or len(args) < 2 or len(args[1]) != 1:
+            return super().call_operator(op, args, kwargs, meta)
+        source = args[0].to_tensor()
+        dim = args[1][0] % source.dim()
+        if source.dtype != torch.float32 or not 1 < source.shape[dim] <= MAX_AMAX:
+            return super().call_operator(op, args, kwargs, meta)
+        parts = [super(AmaxAsMaximum, self).call_operator(EDGE.slice_copy.Tensor, (args[0], dim, i, i + 1, 1), {},
+                                                          meta) for i in range(source.shape[dim])]
+        out = functools.reduce(lambda a, b: super(AmaxAsMaximum, self).call_operator(EDGE.maximum.default, (a, b), {},
+                                                                                      meta), parts)
+        if len(args) > 2 and args[2]:
+            return out
+        return super().call_operator(EDGE.view_copy.default, (out, list(meta["val"].shape)), {}, meta)
+
+
 def _pair(value) -> list[int]:
     """A pooling size as its two values (torch accepts one for both)."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -886,4 +907,4 @@ def edge_passes(program: torch.export.ExportedProgram | None = None) -> list[Exp
             PowAsMul(), SumAsMean(), VarAsMeans(), MeanAs4d(), StridedSliceAsView(), RollAsSlices(),
             FoldShapeConstants(program_values(program)), LargerOperandFirst(), UnpaddedAvgPool(),
             SingleTensorCat(), SoftmaxOnLastDim(), NearestUpsampleAsBroadcast(), CopyAsSource(), FinitePoolPadding(),
-            RemoveAliasCopy()]
+            AmaxAsMaximum(), RemoveAliasCopy()]

@@ -452,3 +452,25 @@ def test_an_amax_over_a_short_dim_becomes_maximums_and_xnnpack_takes_it():
     with torch.no_grad():
         want = model(*example)
     assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()
+
+
+@pytest.mark.heavy
+def test_linears_of_constant_coordinates_stay_float_and_fold_away():
+    """SwinV2's continuous position bias: an MLP over a constant table of log coordinates, computed inside forward.
+    Dynamically quantized its linears had no kernel ("Missing out variants"); found by running the model on two
+    images, they stay float and ExecuTorch folds them into a constant."""
+    import timm
+
+    from vitq.model.pte_quantization import input_independent_linears
+
+    torch.manual_seed(0)
+    model = timm.create_model("swinv2_tiny_window8_256", pretrained=False, img_size=32, window_size=4, embed_dim=24,
+                              depths=(1, 1), num_heads=(1, 2), num_classes=10).eval()
+    example = (torch.randn(1, 3, 32, 32),)
+    constant = input_independent_linears(prepare_for_xnnpack(model), example)
+    assert constant and all("cpb_mlp" in name for name in constant), constant
+    program, delegation = lowered(model, example, "dynamic_int8")
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()

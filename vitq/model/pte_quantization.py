@@ -23,6 +23,7 @@ Nothing here imports vitq beyond the rewrites; arguments are plain values, not r
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Collection, Iterable
 
@@ -70,6 +71,8 @@ def quantize_for_xnnpack(model: torch.nn.Module, example: tuple, strategy: str, 
     dynamic strategies leave float (FLOAT_CONVS)."""
     check_strategy(strategy)
     kept = _check_keep_float(model, keep_float)
+    if strategy != "none":
+        kept |= input_independent_linears(model, example)
     if strategy == "8da4w":
         _check_group_size(group_size)
     batches = None
@@ -106,6 +109,30 @@ def _check_keep_float(model: torch.nn.Module, keep_float: Collection[str]) -> fr
     if unknown:
         raise ValueError(f"keep_float names no submodule of the model: {', '.join(map(repr, unknown))}")
     return frozenset(keep_float)
+
+
+def input_independent_linears(model: torch.nn.Module, example: tuple) -> frozenset[str]:
+    """The Linears whose input is the same whatever the image (found by running the example and a shifted copy):
+    an MLP over constant coordinates (SwinV2's continuous position bias, the relative-position ViTs' RelPosMlp).
+    Dynamically quantized, such a linear has no kernel ("Missing out variants: quantized_decomposed::..."); left
+    float, ExecuTorch folds it into a constant before lowering."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    hooks = [module.register_forward_pre_hook(functools.partial(_record_input, seen, name))
+             for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    try:
+        with torch.no_grad():
+            for shift in (0.0, 1.0):
+                model(*(x + shift if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in example))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return frozenset(name for name, inputs in seen.items()
+                     if len(inputs) == 2 and inputs[0].shape == inputs[1].shape and torch.equal(*inputs))
+
+
+def _record_input(seen: dict[str, list[torch.Tensor]], name: str, module: torch.nn.Module, args: tuple) -> None:
+    if args and isinstance(args[0], torch.Tensor):
+        seen.setdefault(name, []).append(args[0].detach().clone())
 
 
 def _kept(name: str, kept: Collection[str]) -> bool:

@@ -474,3 +474,30 @@ def test_linears_of_constant_coordinates_stay_float_and_fold_away():
     with torch.no_grad():
         want = model(*example)
     assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()
+
+
+class TinyHead(nn.Module):
+    """BEiT's head with random weights (std 0.02 times init_scale 0.001): every weight under XNNPACK's smallest step."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Linear(16, 16), nn.Linear(16, 10)
+        with torch.no_grad():
+            self.head.weight.mul_(1e-4)
+            self.head.bias.zero_()
+
+    def forward(self, x):  # x: [1, 4, 16]
+        return self.head(self.body(x).mean(1))
+
+
+@pytest.mark.heavy
+def test_a_linear_int8_would_round_to_zero_stays_float():
+    from vitq.model.pte_quantization import vanishing_linears
+
+    torch.manual_seed(0)
+    model, example = TinyHead().eval(), (torch.randn(1, 4, 16),)
+    assert vanishing_linears(model) == {"head"}
+    program, delegation = lowered(model, example, "dynamic_int8")
+    with torch.no_grad():
+        want = model(*example)
+    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()

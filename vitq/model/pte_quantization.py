@@ -72,7 +72,7 @@ def quantize_for_xnnpack(model: torch.nn.Module, example: tuple, strategy: str, 
     check_strategy(strategy)
     kept = _check_keep_float(model, keep_float)
     if strategy != "none":
-        kept |= input_independent_linears(model, example)
+        kept |= input_independent_linears(model, example) | vanishing_linears(model)
     if strategy == "8da4w":
         _check_group_size(group_size)
     batches = None
@@ -128,6 +128,17 @@ def input_independent_linears(model: torch.nn.Module, example: tuple) -> frozens
             hook.remove()
     return frozenset(name for name, inputs in seen.items()
                      if len(inputs) == 2 and inputs[0].shape == inputs[1].shape and torch.equal(*inputs))
+
+
+WEIGHT_EPS = 2**-12  # XNNPACKQuantizer's smallest weight scale (its observers' eps): one int8 step at least
+
+
+def vanishing_linears(model: torch.nn.Module) -> frozenset[str]:
+    """The Linears whose every weight is under half XNNPACK's smallest quantization step, so int8 rounds the whole
+    layer to zero (BEiT's head, scaled by init_scale 0.001: weights around 2e-5). Left float instead."""
+    return frozenset(name for name, module in model.named_modules()
+                     if isinstance(module, torch.nn.Linear) and module.weight.numel()
+                     and module.weight.detach().abs().max().item() < WEIGHT_EPS / 2)
 
 
 def _record_input(seen: dict[str, list[torch.Tensor]], name: str, module: torch.nn.Module, args: tuple) -> None:

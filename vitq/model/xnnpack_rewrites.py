@@ -17,6 +17,11 @@ Issue 30 (XCiT, EdgeNeXt, ConvNeXt V2) adds, on the edge graph: pow by 2.0 / 0.5
 a scaled mean (F.normalize, torch.norm), expand or repeat into a broadcasting operator dropped, and what depends on
 the input's fixed shape alone (Fourier position encodings from arange, cumsum, div, full) folded into constants.
 
+The rest of issue 30's sweep adds: bias-less and norm-with-activation subclasses of the norms, timm's argument-less
+bias methods (get_bias) read from a buffer; on the edge graph nearest upsampling as a broadcast, a whole-tensor copy
+as its source, a -inf pad before max pools as float32's lowest value (flatc cannot parse -inf), a short amax as
+maximums, gathers of parameters folded, and folded constants kept at static sizes.
+
 Use: ``prepare_for_xnnpack(model)`` before torch.export, ``transform_passes=edge_passes()`` in
 ``to_edge_transform_and_lower``. Of vitq, only vitq.model.attention (which the ONNX export shares) is imported."""
 

@@ -70,6 +70,18 @@ def lowered(model: nn.Module, example: tuple, strategy: str, **kwargs) -> tuple[
     return edge.to_executorch().buffer, delegation_record(edge.exported_program().graph_module, {})
 
 
+def assert_lowers_whole(model: nn.Module, example: tuple, strategy: str = "dynamic_int8",
+                        tolerance: float | None = None) -> None:
+    """Lowered with ``strategy``, nothing stays on portable kernels and ExecuTorch's output is eager's within
+    ``tolerance`` of its largest value (1e-5 for the float program, 5 % for a quantized one)."""
+    program, delegation = lowered(model, example, strategy)
+    assert delegation["portable_nodes"] == 0, delegation
+    with torch.no_grad():
+        want = model(*example)
+    tolerance = tolerance if tolerance is not None else 1e-5 if strategy == "none" else 0.05
+    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= tolerance * want.abs().max().item()
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("strategy", ["none", "dynamic_int8"])
 def test_a_bias_joined_from_parameters_is_folded_and_xnnpack_takes_the_linear(strategy):
@@ -77,12 +89,7 @@ def test_a_bias_joined_from_parameters_is_folded_and_xnnpack_takes_the_linear(st
     ("Missing out variants: quantized_decomposed::...")."""
     torch.manual_seed(0)
     model, example = JoinedBias().eval(), (torch.randn(1, 5, 16),)
-    program, delegation = lowered(model, example, strategy)
-    assert delegation["portable_nodes"] == 0, delegation
-    with torch.no_grad():
-        want = model(*example)
-    got = run_lowered_once(program, example)[0]
-    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+    assert_lowers_whole(model, example, strategy)
 
 
 def test_larger_operand_first_puts_a_broadcast_scale_second_and_computes_the_same():
@@ -300,12 +307,7 @@ def test_nearest_upsampling_becomes_a_broadcast_and_xnnpack_takes_it(strategy):
     edge = to_edge(torch.export.export(model, example, strict=False))
     after = edge.transform([NearestUpsampleAsBroadcast()])
     assert not [n for n in after.exported_program().graph.nodes if "upsample" in str(n.target)]
-    program, delegation = lowered(model, example, strategy)
-    assert delegation["portable_nodes"] == 0, delegation
-    with torch.no_grad():
-        want = model(*example)
-    got = run_lowered_once(program, example)[0]
-    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+    assert_lowers_whole(model, example, strategy)
 
 
 class WholeAssignment(nn.Module):
@@ -358,12 +360,7 @@ class BiasTable(nn.Module):
 def test_a_gathered_bias_table_is_folded_and_xnnpack_takes_the_attention(strategy):
     torch.manual_seed(0)
     model, example = BiasTable().eval(), (torch.randn(1, 9, 8),)
-    program, delegation = lowered(model, example, strategy)
-    assert delegation["portable_nodes"] == 0, delegation
-    with torch.no_grad():
-        want = model(*example)
-    got = run_lowered_once(program, example)[0]
-    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+    assert_lowers_whole(model, example, strategy)
 
 
 class SamePaddedPool(nn.Module):
@@ -384,12 +381,7 @@ def test_a_minus_infinity_pad_before_a_max_pool_serializes(strategy):
     """Without FinitePoolPadding the .pte does not serialize at all: flatc cannot parse -inf."""
     torch.manual_seed(0)
     model, example = SamePaddedPool().eval(), (torch.randn(1, 3, 10, 10),)
-    program, delegation = lowered(model, example, strategy)
-    assert delegation["portable_nodes"] == 0, delegation
-    with torch.no_grad():
-        want = model(*example)
-    got = run_lowered_once(program, example)[0]
-    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+    assert_lowers_whole(model, example, strategy)
 
 
 @pytest.mark.heavy
@@ -406,12 +398,7 @@ def test_a_relative_position_mlp_is_read_from_a_buffer_and_xnnpack_takes_the_res
                               embed_dim=48, depth=1, num_heads=3, num_classes=10).eval()
     assert isinstance(prepare_for_xnnpack(model).shared_rel_pos, FoldedRelativePositionBias)
     example = (torch.randn(1, 3, 32, 32),)
-    program, delegation = lowered(model, example, strategy)
-    assert delegation["portable_nodes"] == 0, delegation
-    with torch.no_grad():
-        want = model(*example)
-    got = run_lowered_once(program, example)[0]
-    assert (got - want).abs().max().item() <= (1e-5 if strategy == "none" else 0.05) * want.abs().max().item()
+    assert_lowers_whole(model, example, strategy)
 
 
 @pytest.mark.heavy
@@ -424,11 +411,7 @@ def test_a_folded_conv_weight_keeps_every_shape_after_it_static():
     torch.manual_seed(0)
     model = timm.create_model("vit_tiny_r_s16_p8_224", pretrained=False, img_size=64, depth=1, num_classes=10).eval()
     example = (torch.randn(1, 3, 64, 64),)
-    program, delegation = lowered(model, example, "none")
-    assert delegation["portable_nodes"] == 0, delegation
-    with torch.no_grad():
-        want = model(*example)
-    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 1e-4 * want.abs().max().item()
+    assert_lowers_whole(model, example, "none", 1e-4)
 
 
 class MaskUnitPool(nn.Module):
@@ -447,11 +430,7 @@ class MaskUnitPool(nn.Module):
 def test_an_amax_over_a_short_dim_becomes_maximums_and_xnnpack_takes_it():
     torch.manual_seed(0)
     model, example = MaskUnitPool().eval(), (torch.randn(1, 16, 8),)
-    program, delegation = lowered(model, example, "dynamic_int8")
-    assert delegation["portable_nodes"] == 0, delegation
-    with torch.no_grad():
-        want = model(*example)
-    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()
+    assert_lowers_whole(model, example)
 
 
 @pytest.mark.heavy
@@ -469,11 +448,7 @@ def test_linears_of_constant_coordinates_stay_float_and_fold_away():
     example = (torch.randn(1, 3, 32, 32),)
     constant = input_independent_linears(prepare_for_xnnpack(model), example)
     assert constant and all("cpb_mlp" in name for name in constant), constant
-    program, delegation = lowered(model, example, "dynamic_int8")
-    assert delegation["portable_nodes"] == 0, delegation
-    with torch.no_grad():
-        want = model(*example)
-    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()
+    assert_lowers_whole(model, example)
 
 
 class TinyHead(nn.Module):
@@ -497,7 +472,4 @@ def test_a_linear_int8_would_round_to_zero_stays_float():
     torch.manual_seed(0)
     model, example = TinyHead().eval(), (torch.randn(1, 4, 16),)
     assert vanishing_linears(model) == {"head"}
-    program, delegation = lowered(model, example, "dynamic_int8")
-    with torch.no_grad():
-        want = model(*example)
-    assert (run_lowered_once(program, example)[0] - want).abs().max().item() <= 0.05 * want.abs().max().item()
+    assert_lowers_whole(model, example)

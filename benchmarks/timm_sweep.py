@@ -242,8 +242,9 @@ def markdown(rows: list[dict]) -> str:
     lines += ["", f"{good} of {len(swept)} families ({100 * good / max(len(swept), 1):.0f} %) build every format "
               "with default settings."]
     if skipped := [r for r in rows if r.get("skipped")]:
-        lines += ["", "Not swept, no image classifier in the family: "
-                  + "; ".join(f"{r['family']} ({r['skipped'].split(': ', 1)[-1]})" for r in skipped) + "."]
+        lines += ["", "Not swept, " + "; ".join(
+            f"{reason} in the module: {', '.join(r['family'] for r in skipped if r['skipped'].split(': ', 1)[-1] == reason)}"
+            for reason in dict.fromkeys(r["skipped"].split(": ", 1)[-1] for r in skipped)) + "."]
     return "\n".join(lines) + "\n"
 
 
